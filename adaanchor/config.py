@@ -1,0 +1,85 @@
+"""``add_adaanchor_config(cfg)``: every config key AdaAnchor adds to Detectron2's, with its default.
+
+Lengths are in feature-map px unless a key's comment says otherwise. The single switch between AdaAnchor
+and its heatmap-anchor baseline is ``MODEL.ADAANCHOR.ENABLED``; everything else stays equal.
+"""
+
+from adaanchor.utils.dependencies import require_detectron2
+
+require_detectron2("adaanchor.config")
+
+from detectron2.config import CfgNode as CN  # noqa: E402
+
+
+def add_adaanchor_config(cfg: CN) -> CN:
+    """Add AdaAnchor's keys to a Detectron2 config in place (and return it, for chaining)."""
+    _add_method_config(cfg)
+    _add_heatmap_anchor_config(cfg)
+    _add_data_config(cfg)
+    _add_solver_config(cfg)
+    return cfg
+
+
+def _add_method_config(cfg: CN) -> None:
+    """MODEL.ADAANCHOR: the method (paper section 3) and its ablations."""
+    cfg.MODEL.ADAANCHOR = CN()
+    # True: adaptive anchors (the paper). False: the host method's heatmap-anchor baseline.
+    cfg.MODEL.ADAANCHOR.ENABLED = True
+    # Positives per target: the top-k candidates by anchor score (paper eq. 11, k = 20; 1 = "w/o multiple anchors").
+    cfg.MODEL.ADAANCHOR.TOPK = 20
+    # Regression score kernel: "gaussian" exp(-d^2 / 2 sigma^2) (paper eq. 8) or "laplacian" exp(-|d|_1 / b) (SAR).
+    cfg.MODEL.ADAANCHOR.KERNEL = "gaussian"
+    # Kernel width: sigma of the Gaussian or b of the Laplacian, feature-map px (paper: sigma = 4).
+    cfg.MODEL.ADAANCHOR.KERNEL_WIDTH = 4.0
+    # Fusion of confidence c and regression score r into the anchor score: "mul" (c * r, paper) or "add" (c + r).
+    cfg.MODEL.ADAANCHOR.FUSION = "mul"
+    # Local refinement (paper eq. 12): a short-range offset map sampled at anchor + coarse offset.
+    cfg.MODEL.ADAANCHOR.LOCAL_REFINEMENT = True
+    # Locations within this radius of a target train the local offset, feature-map px.
+    cfg.MODEL.ADAANCHOR.LOCAL_RADIUS = 2.0
+    # Labelled targets outside the input (truncated by augmentation) stay targets up to this far out, feature-map px.
+    cfg.MODEL.ADAANCHOR.TARGET_MARGIN = 8.0
+    # Sigmoid focal loss on the confidence (Lin et al.): alpha < 0 disables the class balance term.
+    cfg.MODEL.ADAANCHOR.FOCAL_ALPHA = 0.25
+    cfg.MODEL.ADAANCHOR.FOCAL_GAMMA = 2.0
+    # Initial confidence of every candidate (bias of the confidence logits).
+    cfg.MODEL.ADAANCHOR.PRIOR_PROB = 0.01
+    cfg.MODEL.ADAANCHOR.CONFIDENCE_LOSS_WEIGHT = 1.0
+    # lambda of paper eq. 4: L1 on the coarse offsets of positives.
+    cfg.MODEL.ADAANCHOR.OFFSET_LOSS_WEIGHT = 1.0
+    cfg.MODEL.ADAANCHOR.LOCAL_OFFSET_LOSS_WEIGHT = 1.0
+    # Targets scored per chunk in the assignment; bounds its memory on crowded images, same result as unchunked.
+    cfg.MODEL.ADAANCHOR.ASSIGNMENT_CHUNK_SIZE = 64
+    cfg.MODEL.ADAANCHOR.TEST = CN()
+    # gamma: candidates with confidence >= this are kept (paper: 0.01 for DEKR, 0.1 for AE).
+    cfg.MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD = 0.01
+    # Duplicates (anchors of one target) are merged when their predicted positions are this close, feature-map px.
+    cfg.MODEL.ADAANCHOR.TEST.MERGE_RADIUS = 2.0
+    # m: at most this many targets per keypoint type (or persons, for centers) per image after merging.
+    cfg.MODEL.ADAANCHOR.TEST.MAX_DETECTIONS = 30
+
+
+def _add_heatmap_anchor_config(cfg: CN) -> None:
+    """MODEL.HEATMAP_ANCHOR: the heatmap-anchor baseline used when MODEL.ADAANCHOR.ENABLED is False."""
+    cfg.MODEL.HEATMAP_ANCHOR = CN()
+    # Gaussian sigma of a target's heatmap peak, feature-map px (HigherHRNet / DEKR: 2).
+    cfg.MODEL.HEATMAP_ANCHOR.SIGMA = 2.0
+    # Loss weight of background pixels (target 0) relative to foreground (DEKR: 0.1).
+    cfg.MODEL.HEATMAP_ANCHOR.BACKGROUND_WEIGHT = 0.1
+    cfg.MODEL.HEATMAP_ANCHOR.LOSS_WEIGHT = 1.0
+    # Peak extraction: max-pool window (odd, feature-map px) and score threshold.
+    cfg.MODEL.HEATMAP_ANCHOR.NMS_KERNEL = 5
+    cfg.MODEL.HEATMAP_ANCHOR.TEST_THRESHOLD = 0.01
+
+
+def _add_data_config(cfg: CN) -> None:
+    """DATASETS.SYNTHETIC: the embedded synthetic crowd dataset, generated on first use."""
+    cfg.DATASETS.SYNTHETIC = CN()
+    # Where generated copies are cached; "" = $ADAANCHOR_CACHE or ~/.cache/adaanchor.
+    cfg.DATASETS.SYNTHETIC.CACHE_DIR = ""
+
+
+def _add_solver_config(cfg: CN) -> None:
+    """SOLVER.OPTIMIZER: Detectron2's default trainer builds SGD only; the papers train with Adam."""
+    cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" or "ADAM" (ADAM uses BASE_LR, WEIGHT_DECAY; BETAS below)
+    cfg.SOLVER.ADAM_BETAS = (0.9, 0.999)

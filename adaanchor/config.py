@@ -16,6 +16,7 @@ def add_adaanchor_config(cfg: CN) -> CN:
     _add_method_config(cfg)
     _add_heatmap_anchor_config(cfg)
     _add_data_config(cfg)
+    _add_input_config(cfg)
     _add_solver_config(cfg)
     return cfg
 
@@ -77,6 +78,20 @@ def _add_data_config(cfg: CN) -> None:
     cfg.DATASETS.SYNTHETIC = CN()
     # Where generated copies are cached; "" = $ADAANCHOR_CACHE or ~/.cache/adaanchor.
     cfg.DATASETS.SYNTHETIC.CACHE_DIR = ""
+
+
+def _add_input_config(cfg: CN) -> None:
+    """INPUT.BOTTOM_UP: the bottom-up training augmentation (HigherHRNet / DEKR; paper appendix A.3)."""
+    cfg.INPUT.BOTTOM_UP = CN()
+    # Side of the square training input, input px.
+    cfg.INPUT.BOTTOM_UP.SIZE = 512
+    # Random zoom range; 1 fits the image's longer side to SIZE.
+    cfg.INPUT.BOTTOM_UP.SCALE_RANGE = (0.75, 1.5)
+    # Uniform rotation in [-MAX_ROTATION, MAX_ROTATION] degrees.
+    cfg.INPUT.BOTTOM_UP.MAX_ROTATION = 30.0
+    # Uniform shift in [-MAX_TRANSLATION, MAX_TRANSLATION] input px per axis.
+    cfg.INPUT.BOTTOM_UP.MAX_TRANSLATION = 40.0
+    cfg.INPUT.BOTTOM_UP.FLIP_PROB = 0.5
 
 
 def _add_solver_config(cfg: CN) -> None:

@@ -1,0 +1,103 @@
+"""The bottom-up mapper (needs Detectron2): keypoints follow the image, labels survive, flips swap sides."""
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("detectron2")
+
+from detectron2.data import transforms as T  # noqa: E402
+from detectron2.structures import BoxMode  # noqa: E402
+
+from adaanchor.data.bottom_up_mapper import BottomUpDatasetMapper  # noqa: E402
+
+# 3 keypoints: left_hand, right_hand, nose -> flip swaps 0 and 1
+FLIP = [1, 0, 2]
+
+
+def _image_and_record(tmp_path, keypoints, extra_annotations=()):
+    """A black 60x80 image with a bright 1-px dot under every labelled keypoint (continuous coords)."""
+    h, w = 60, 80
+    img = np.zeros((h, w, 3), np.uint8)
+    for x, y, v in keypoints:
+        if v > 0 and 0 <= x < w and 0 <= y < h:
+            img[int(y), int(x)] = (0, 0, 255) if x < 40 else (255, 0, 0)
+    path = str(tmp_path / "img.png")
+    cv2.imwrite(path, img)
+    flat = [c for kp in keypoints for c in kp]
+    ann = {"bbox": [5, 5, 50, 40], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0,
+           "keypoints": flat, "num_keypoints": 3, "area": 1000.0}
+    return {"file_name": path, "image_id": 1, "height": h, "width": w,
+            "annotations": [ann, *extra_annotations]}
+
+
+def _mapper(**kw):
+    args = dict(image_format="BGR", input_size=64, scale_range=(1.0, 1.0), max_rotation_deg=0.0,
+                max_translation=0.0, flip_prob=0.0, flip_indices=FLIP, num_keypoints=3,
+                test_resize=T.ResizeShortestEdge(32, 1000))
+    args.update(kw)
+    return BottomUpDatasetMapper(True, **args)
+
+
+def test_keypoints_follow_the_pixels(tmp_path):
+    rec = _image_and_record(tmp_path, [(10.5, 20.5, 2), (60.5, 30.5, 1), (0.0, 0.0, 0)])
+    out = _mapper(scale_range=(1.2, 1.2), max_rotation_deg=25.0, max_translation=5.0)(rec)
+    img = out["image"].numpy().transpose(1, 2, 0).astype(np.float32).sum(axis=2)
+    kpts = out["instances"].gt_keypoints.tensor.numpy()[0]
+    for x, y, v in kpts[:2]:  # each labelled keypoint sits on (or next to) its bright pixel
+        xi, yi = int(np.floor(x)), int(np.floor(y))
+        assert img[max(yi - 1, 0):yi + 2, max(xi - 1, 0):xi + 2].max() > 0
+    assert kpts[2].tolist() == [0.0, 0.0, 0.0]  # unlabelled stays (0, 0, 0)
+    assert out["instances"].gt_areas[0].item() == pytest.approx(1000.0 * (1.2 * 64 / 80) ** 2, rel=1e-5)
+
+
+def test_flip_swaps_left_and_right_indices(tmp_path):
+    rec = _image_and_record(tmp_path, [(10.5, 20.5, 2), (60.5, 30.5, 1), (40.5, 10.5, 2)])
+    out = _mapper(flip_prob=1.0)(rec)
+    kpts = out["instances"].gt_keypoints.tensor.numpy()[0]
+    s = 64 / 80  # zoom; the image is centred
+    # original keypoint 1 (x=60.5) is now index 0, mirrored: x' = 64 - (32 + (60.5 - 40) * s)
+    assert kpts[0, 0] == pytest.approx(64 - (32 + (60.5 - 40) * s))
+    assert kpts[0, 2] == 1 and kpts[1, 2] == 2  # visibilities travel with their keypoints
+    assert kpts[1, 0] == pytest.approx(64 - (32 + (10.5 - 40) * s))
+
+
+def test_keypoints_outside_the_input_keep_their_labels(tmp_path):
+    rec = _image_and_record(tmp_path, [(2.5, 30.5, 2), (77.5, 30.5, 2), (40.5, 30.5, 2)])
+    out = _mapper(scale_range=(1.5, 1.5))(rec)  # zoom in: the far left/right points leave the 64 px input
+    kpts = out["instances"].gt_keypoints.tensor.numpy()[0]
+    assert kpts[0, 0] < 0 and kpts[1, 0] > 64
+    assert kpts[:, 2].tolist() == [2, 2, 2]
+
+
+def test_crowd_and_unlabelled_people_become_the_ignore_mask(tmp_path):
+    crowd = {"bbox": [0, 0, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 1,
+             "segmentation": [[0, 0, 20, 0, 20, 20, 0, 20]]}
+    nobody = {"bbox": [60, 40, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0,
+              "keypoints": [0] * 9, "num_keypoints": 0, "segmentation": [[60, 40, 70, 40, 70, 50, 60, 50]]}
+    rec = _image_and_record(tmp_path, [(30.5, 30.5, 2)] * 3, [crowd, nobody])
+    out = _mapper(input_size=80)(rec)  # 80 px: identity-like, image centred vertically
+    assert len(out["instances"]) == 1
+    mask = out["ignore_mask"].numpy()
+    assert mask.dtype == bool and mask.shape == (80, 80)
+    assert mask[10 + 10, 10] and mask[10 + 45, 65] and not mask[10 + 30, 30]
+
+
+def test_corrupt_image_skipped_in_training_rejected_in_test(tmp_path, caplog):
+    rec = _image_and_record(tmp_path, [(10.5, 20.5, 2)] * 3)
+    (tmp_path / "img.png").write_bytes(b"\x89PNG broken")
+    assert _mapper()(rec) is None
+    assert "image id 1" in caplog.text and "img.png" in caplog.text
+    test_mapper = BottomUpDatasetMapper(False, image_format="BGR", input_size=64,
+                                        test_resize=T.ResizeShortestEdge(32, 1000))
+    with pytest.raises(RuntimeError, match="image id 1 .*img.png"):
+        test_mapper(rec)
+
+
+def test_test_mode_resizes_short_side(tmp_path):
+    rec = _image_and_record(tmp_path, [(10.5, 20.5, 2)] * 3)
+    test_mapper = BottomUpDatasetMapper(False, image_format="BGR", input_size=64,
+                                        test_resize=T.ResizeShortestEdge(30, 1000))
+    out = test_mapper(rec)
+    assert tuple(out["image"].shape) == (3, 30, 40) and (out["height"], out["width"]) == (60, 80)
+    assert "annotations" not in out

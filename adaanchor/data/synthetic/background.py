@@ -1,5 +1,7 @@
-"""Cheap varied backgrounds: gradients, smooth colour noise, stripes, checks and blobs, often two textures
-split at a horizon (a wall over a floor). Each is built at low resolution where it can be, then resized.
+"""Cheap varied backgrounds: gradients, smooth noise, stripes, checks and blobs, often two textures split at
+a horizon (a wall over a floor). Textures are (H, W) fields in [0, 1] coloured through a random palette with
+OpenCV's colour maps, or built directly in uint8; everything stays uint8 where it can (this is the costliest
+part of an image).
 """
 
 from typing import Callable, Dict
@@ -8,16 +10,21 @@ import cv2
 import numpy as np
 
 
-def _colour(rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, 256, 3).astype(np.float32)
+def _palette(rng: np.random.Generator) -> np.ndarray:
+    """A (256, 1, 3) uint8 colour map: a ramp through 2 or 3 random colours."""
+    stops = rng.integers(0, 256, (int(rng.integers(2, 4)), 3)).astype(np.float32)
+    positions = np.linspace(0.0, 1.0, len(stops))
+    ramp = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(ramp, positions, stops[:, c]) for c in range(3)], axis=1)
+    return np.round(lut).astype(np.uint8)[:, None, :]
 
 
-def _mix(t: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> np.ndarray:
-    """(H, W) float32 in [0, 1] -> (H, W, 3) float32 colours between c0 and c1."""
-    return c0 + t[..., None] * (c1 - c0)
+def _colourise(rng: np.random.Generator, field: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1] -> (H, W, 3) uint8 through a random palette."""
+    return cv2.applyColorMap(cv2.convertScaleAbs(field, alpha=255.0), _palette(rng))
 
 
-def _coords(h: int, w: int, rng: np.random.Generator):
+def _projection(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Pixel coordinates projected on a random direction, (H, W) float32 px."""
     a = rng.uniform(0.0, np.pi)
     ys = np.arange(h, dtype=np.float32)[:, None]
@@ -26,30 +33,33 @@ def _coords(h: int, w: int, rng: np.random.Generator):
 
 
 def gradient(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    proj = _coords(h, w, rng)
-    t = (proj - proj.min()) / max(1e-6, float(proj.max() - proj.min()))
-    return _mix(t, _colour(rng), _colour(rng))
+    proj = _projection(rng, h, w)
+    lo, hi = float(proj.min()), float(proj.max())
+    return _colourise(rng, (proj - lo) / max(1e-6, hi - lo))
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     cells = int(rng.integers(2, 24))
-    small = rng.random((cells, max(2, cells * w // max(h, 1)), 3)).astype(np.float32)
-    t = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-    palette = np.stack([_colour(rng), _colour(rng)])
-    return palette[0] + np.clip(t, 0.0, 1.0) * (palette[1] - palette[0])
+    cells_x = max(2, cells * w // max(h, 1))
+    if rng.random() < 0.5:  # colour noise
+        small = rng.integers(0, 256, (cells, cells_x, 3), dtype=np.uint8)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    small = rng.random((cells, cells_x), dtype=np.float32)
+    return _colourise(rng, np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0))
 
 
 def stripes(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     period = rng.uniform(6.0, 0.25 * max(h, w))
-    phase = np.sin(2.0 * np.pi * _coords(h, w, rng) / np.float32(period))
-    t = (phase > 0).astype(np.float32) if rng.random() < 0.5 else 0.5 + 0.5 * phase
-    return _mix(t, _colour(rng), _colour(rng))
+    phase = np.sin(_projection(rng, h, w) * np.float32(2.0 * np.pi / period))
+    field = (phase > 0).astype(np.float32) if rng.random() < 0.5 else 0.5 + 0.5 * phase
+    return _colourise(rng, field)
 
 
 def checks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     size = rng.uniform(8.0, 0.2 * max(h, w))
-    t = ((np.arange(h)[:, None] // size + np.arange(w)[None, :] // size) % 2).astype(np.float32)
-    return _mix(t, _colour(rng), _colour(rng))
+    rows = (np.arange(h) // size).astype(np.int32)[:, None]
+    cols = (np.arange(w) // size).astype(np.int32)[None, :]
+    return _colourise(rng, ((rows + cols) % 2).astype(np.float32))
 
 
 def blobs(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -61,9 +71,7 @@ def blobs(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0.0, 360.0, colour, -1, cv2.LINE_AA)
     k = 2 * int(rng.integers(0, 4)) + 1
-    if k > 1:
-        img = cv2.GaussianBlur(img, (k, k), 0)
-    return img.astype(np.float32)
+    return cv2.GaussianBlur(img, (k, k), 0) if k > 1 else img
 
 
 TEXTURES: Dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
@@ -77,11 +85,12 @@ _NAMES = tuple(TEXTURES)
 
 
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """One texture, optionally blended with a second: (H, W, 3) float32 in [0, 255]."""
+    """One texture, half the time blended with a second: (H, W, 3) uint8."""
     img = TEXTURES[_NAMES[rng.integers(len(_NAMES))]](rng, h, w)
     if rng.random() < 0.5:
-        alpha = np.float32(rng.uniform(0.2, 0.6))
-        img = (1 - alpha) * img + alpha * TEXTURES[_NAMES[rng.integers(len(_NAMES))]](rng, h, w)
+        alpha = float(rng.uniform(0.2, 0.6))
+        other = TEXTURES[_NAMES[rng.integers(len(_NAMES))]](rng, h, w)
+        img = cv2.addWeighted(img, 1.0 - alpha, other, alpha, 0.0)
     return img
 
 
@@ -91,13 +100,13 @@ def random_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     if rng.random() < 0.5:  # a wall over a floor
         horizon = int(rng.uniform(0.3, 0.8) * h)
         img[horizon:] = _texture(rng, h - horizon, w)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
 
 
 def add_sensor_noise(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Grain on the finished image, (H, W, 3) uint8 -> same."""
+    """Grain of +-amount grey levels (0..8) on the finished image, (H, W, 3) uint8 -> same (saturating)."""
     amount = int(rng.integers(0, 9))
     if amount == 0:
         return img
-    noise = rng.integers(-amount, amount + 1, size=img.shape, dtype=np.int16)
-    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    noise = rng.integers(0, 2 * amount + 1, size=img.shape, dtype=np.uint8)
+    return cv2.subtract(cv2.add(img, noise), np.full_like(img, amount))

@@ -87,6 +87,13 @@ def test_foreign_directory_is_left_alone(tmp_path):
     assert (tmp_path / "tiny" / "thesis.tex").read_text() == "precious"
 
 
+def test_a_file_in_the_way_is_left_alone(tmp_path):
+    (tmp_path / "tiny").write_text("precious")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        _ensure_flag(tmp_path)
+    assert (tmp_path / "tiny").read_text() == "precious"
+
+
 @pytest.mark.parametrize("name", ["", ".hidden", "a/b", ".."])
 def test_bad_names(tmp_path, name):
     with pytest.raises(ValueError, match="name"):

@@ -19,7 +19,13 @@ def test_cli_generates_a_dataset_and_prints_the_summary(tmp_path):
     out = tmp_path / "ds"
     result = _run("--out", str(out), "--num-images", "3", "--seed", "4", "--keypoints", "coco", "--max-size", "128")
     assert result.returncode == 0, result.stderr
-    for line in ("images                 3", "persons", "keypoints v=0/v=1/v=2", "persons truncated", "crowd easy/medium/hard"):
+    for line in (
+        "images                 3",
+        "persons",
+        "keypoints v=0/v=1/v=2",
+        "persons truncated",
+        "crowd easy/medium/hard",
+    ):
         assert line in result.stdout
     assert "synthetic images" in result.stderr  # the tqdm bar
     data = json.loads((out / "annotations.json").read_text())

@@ -210,6 +210,7 @@ def test_summary(tmp_path):
         ({"keypoints": "mpii"}, "keypoints"),
         ({"seed": -1}, "seed"),
         ({"max_size": 10}, "max_size"),
+        ({"workers": 0}, "workers"),
     ],
 )
 def test_bad_arguments(tmp_path, kw, match):

@@ -63,7 +63,7 @@ def crowd_index(keypoints: np.ndarray, bboxes: np.ndarray) -> float:
 
 
 def crowd_level(ci: float) -> str:
-    """"easy" (CI < 0.2), "medium" (0.2 <= CI < 0.8) or "hard" (CI >= 0.8)."""
+    """The CrowdPose level of a crowd index: "easy" (CI < 0.2), "medium" (0.2 <= CI < 0.8) or "hard"."""
     easy_max, medium_max = CROWD_LEVEL_THRESHOLDS
     if ci < easy_max:
         return "easy"

@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keypoints", choices=KEYPOINT_CHOICES, default="crowdpose", help="keypoint skeleton")
     parser.add_argument("--max-size", type=int, default=512, help="long side of every image, px (default 512)")
     parser.add_argument("--workers", type=int, default=None, help="rendering processes (default: from the CPUs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists (once the new one is complete)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace DIR if it exists (once the new one is complete)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -118,7 +118,9 @@ def _ensure(cache_dir, name: str, *, num_images, seed, keypoints, max_size, work
             return target, False
         _remove_leftovers(cache_dir, name)
         if target.exists():
-            foreign = sorted(p.name for p in target.iterdir() if p.name not in _OWN_ENTRIES) if target.is_dir() else [""]
+            if not target.is_dir():
+                raise FileExistsError(f"synthetic dataset: {target} exists and is not a directory")
+            foreign = sorted(p.name for p in target.iterdir() if p.name not in _OWN_ENTRIES)
             if foreign:
                 raise FileExistsError(
                     f"synthetic dataset: {target} exists and is not a synthetic dataset (it holds {foreign[:5]}); "
@@ -128,9 +130,7 @@ def _ensure(cache_dir, name: str, *, num_images, seed, keypoints, max_size, work
             reason = "incomplete" if record is None else f"made with other parameters ({record.get('params')})"
             logger.info("synthetic dataset %s is %s: regenerating it", target, reason)
         logger.info("generating synthetic dataset %s with %s", target, params)
-        summary = generate_synthetic_dataset(
-            target, **params, workers=workers, progress=progress, overwrite=True
-        )
+        summary = generate_synthetic_dataset(target, **params, workers=workers, progress=progress, overwrite=True)
         logger.info("%s", format_summary(summary, target))
         return target, True
 

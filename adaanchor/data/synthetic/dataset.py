@@ -2,7 +2,8 @@
 
 The json is valid for pycocotools and for xtcocotools' CrowdPose evaluation:
 - images: id, file_name, width, height, crowdIndex (CrowdPose's definition, adaanchor.data.crowd_index);
-- annotations: id, image_id, category_id = 1, bbox [x, y, w, h] (continuous px), area (silhouette pixels),
+- annotations: id, image_id, category_id = 1, bbox [x, y, w, h] (continuous px) and area (pixel count) of the
+  person's whole silhouette inside the image, parts hidden by others included,
   num_keypoints (labelled joints; CrowdPose counts only its 12 body joints), iscrowd = 0, keypoints
   (K * 3 flat, pixel-index coordinates, v = 0 joints stored as 0, 0, 0);
 - categories: one "person" category with the skeleton's keypoint names and its 1-based ``skeleton``.
@@ -173,8 +174,11 @@ def generate_synthetic_dataset(
             replaced once the new one is complete).
         num_images: >= 1. seed: >= 0. keypoints: "crowdpose" (14 keypoints) or "coco" (17).
         max_size: the long side of every image, px (the short side is 60-100% of it).
-        workers: processes rendering images; None picks from the CPUs available and ``num_images``.
+        workers: processes rendering images; None picks from the CPUs available and ``num_images``. With more
+            than one, worker processes are started with "spawn": as with any spawn-based multiprocessing, a
+            script calling this at import time needs the ``if __name__ == "__main__":`` guard.
         progress: show a tqdm progress bar.
+        overwrite: replace an existing ``out_dir``.
 
     Returns:
         The summary: images, persons, keypoints by visibility ("v0", "v1", "v2"), persons_truncated,
@@ -183,8 +187,12 @@ def generate_synthetic_dataset(
     validate_arguments(num_images, seed, keypoints, max_size)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"synthetic dataset: {out_dir} already exists (remove it, or overwrite it with overwrite=True / --overwrite)")
-    workers = _default_workers(num_images) if workers is None else max(1, min(int(workers), num_images))
+        raise FileExistsError(
+            f"synthetic dataset: {out_dir} already exists (remove it, or pass overwrite=True / --overwrite)"
+        )
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ValueError(f"synthetic dataset: workers must be None or an integer >= 1, got {workers!r}")
+    workers = _default_workers(num_images) if workers is None else min(int(workers), num_images)
     start = time.perf_counter()
     spec = get_keypoint_spec(keypoints)
     tmp = _make_temp_sibling(out_dir)

@@ -77,8 +77,12 @@ def _leg(pose: Pose, prefix: str, scale: float, look: Appearance) -> List[Paint]
 def _arm(pose: Pose, prefix: str, scale: float, look: Appearance) -> List[Paint]:
     seg = pose.segments
     forearm_colour = _scaled(look.shirt, 0.8) if look.long_sleeves else look.skin
-    paints = _shaded_capsule(*seg[f"{prefix}_upper_arm"], RADII["upper_arm"] * scale * pose.build, look.shirt, look.light)
-    paints += _shaded_capsule(*seg[f"{prefix}_forearm"], RADII["forearm"] * scale * pose.build, forearm_colour, look.light)
+    paints = _shaded_capsule(
+        *seg[f"{prefix}_upper_arm"], RADII["upper_arm"] * scale * pose.build, look.shirt, look.light
+    )
+    paints += _shaded_capsule(
+        *seg[f"{prefix}_forearm"], RADII["forearm"] * scale * pose.build, forearm_colour, look.light
+    )
     hand_centre = seg[f"{prefix}_hand"][1]
     paints.append(Paint(disk(hand_centre, HAND_RADIUS * scale), _scaled(look.skin, 0.9), silhouette=True))
     return paints
@@ -152,4 +156,3 @@ def person_paints(pose: Pose, scale: float, look: Appearance, rng: np.random.Gen
     for prefix in arms:
         paints += _arm(pose, prefix, scale, look)
     return paints
-

@@ -187,7 +187,12 @@ def render_entities(image: np.ndarray, entities: List[Entity]) -> List[RenderedP
         ys, xs = np.nonzero(mask) if mask is not None else (np.zeros(0, int), np.zeros(0, int))
         if xs.size == 0:
             continue
-        bbox = (float(x0 + xs.min()), float(y0 + ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1))
+        bbox = (
+            float(x0 + xs.min()),
+            float(y0 + ys.min()),
+            float(xs.max() - xs.min() + 1),
+            float(ys.max() - ys.min() + 1),
+        )
         joints = entity.pose.joints
         px = np.floor(joints + 0.5).astype(np.int64)
         inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)

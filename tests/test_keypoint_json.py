@@ -45,7 +45,7 @@ def test_loads_with_detectron2_half_pixel_convention(tmp_path):
         (lambda d: d.pop("annotations"), "no 'annotations' field"),
         (lambda d: d.update(images=[]), "the dataset is empty"),
         (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2] * 2), "annotation id 70 (image id 7): keypoints has 6 values, expected 3 x 3 = 9"),
-        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 0, 0, 0, -3, 4, 2]), "annotation id 70 (image id 7): keypoint 2 has a negative coordinate"),
+        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 0, 0, 0, -3, 4, 2]), "annotation id 70 (image id 7): keypoint 2 has a negative coordinate (-3, 4)"),
         (lambda d: d["annotations"][0].update(keypoints=[float("nan"), 2, 2, 0, 0, 0, 3, 4, 2]), "annotation id 70 (image id 7): keypoint 0 is not finite"),
         (lambda d: d["annotations"][0].update(keypoints=[1, 2, 3, 0, 0, 0, 3, 4, 2]), "visibility 3"),
         (lambda d: d["annotations"][0].update(image_id=8), "annotation id 70 (image id 8): refers to an unknown image id"),
@@ -101,3 +101,13 @@ def test_real_samples_load(shared_data, folder, json_name, k):
                 assert len(a["keypoints"]) == 3 * k
     if folder == "crowdpose":
         assert all("crowd_index" in r for r in records)
+
+
+def test_first_pixel_left_half_is_inside_the_image(tmp_path):
+    # pixel-index x = -0.3 is continuous x = 0.2: on the first pixel, a valid labelled position
+    path = _write(tmp_path, _dataset(keypoints=[-0.3, 2, 2, 0, 0, 0, 3, -0.5, 1]))
+    (record,) = load_keypoint_json(path, str(tmp_path), 3)
+    assert record["annotations"][0]["keypoints"][0] == pytest.approx(0.2)
+    path = _write(tmp_path, _dataset(keypoints=[-0.51, 2, 2, 0, 0, 0, 3, 4, 1]))
+    with pytest.raises(KeypointJsonError, match="keypoint 0 has a negative coordinate"):
+        load_keypoint_json(path, str(tmp_path), 3)

@@ -44,7 +44,8 @@ def validate_keypoint_json(data: Dict[str, Any], json_file: str, num_keypoints: 
     Checks: 'images' and 'annotations' lists present; at least one image; unique image ids with
     positive width/height; every annotation refers to a known image, has a 4-number bbox, and — unless it
     is a crowd region — a keypoint list of exactly 3 x ``num_keypoints`` finite numbers with visibility in
-    {0, 1, 2} and non-negative coordinates where labelled (v > 0).
+    {0, 1, 2} and, where labelled (v > 0), coordinates inside the image's left/top edge: pixel-index
+    coordinates down to -0.5 are the first pixel's left half (continuous 0 to 0.5) and are valid.
     """
     for key in ("images", "annotations"):
         if key not in data:
@@ -87,8 +88,10 @@ def validate_keypoint_json(data: Dict[str, Any], json_file: str, num_keypoints: 
                 raise KeypointJsonError(f"{where}: keypoint {k} is not finite: ({x}, {y}, {v})")
             if v not in (0, 1, 2):
                 raise KeypointJsonError(f"{where}: keypoint {k} has visibility {v}, expected 0, 1 or 2")
-            if v > 0 and (x < 0 or y < 0):
-                raise KeypointJsonError(f"{where}: keypoint {k} has a negative coordinate ({x}, {y})")
+            if v > 0 and (x < -0.5 or y < -0.5):
+                raise KeypointJsonError(
+                    f"{where}: keypoint {k} has a negative coordinate ({x}, {y}) outside the image"
+                )
 
 
 def load_keypoint_json(

@@ -19,8 +19,14 @@ def ground_truth():
         "images": [{"id": 7, "width": 100, "height": 100, "crowdIndex": 0.3}],
         "annotations": [
             {
-                "id": 11, "image_id": 7, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 60],
-                "area": 2500.0, "num_keypoints": 2, "keypoints": [20, 20, 2, 30, 40, 1],
+                "id": 11,
+                "image_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": [10, 10, 50, 60],
+                "area": 2500.0,
+                "num_keypoints": 2,
+                "keypoints": [20, 20, 2, 30, 40, 1],
             }
         ],
         "categories": [{"id": 1, "name": "person", "keypoints": ["a", "b"]}],
@@ -28,7 +34,9 @@ def ground_truth():
 
 
 def predictions():
-    return [{"image_id": 7, "category_id": 1, "keypoints": [21, 19, 0.9, 31, 42, 0.5], "score": 0.8}]
+    return [
+        {"image_id": 7, "category_id": 1, "keypoints": [21, 19, 0.9, 31, 42, 0.5], "score": 0.8}
+    ]
 
 
 def write(tmp_path, name, content):
@@ -65,14 +73,46 @@ def test_missing_file_and_invalid_json(tmp_path):
 @pytest.mark.parametrize(
     "field, value, message",
     [
-        ("keypoints", [20, 20, 2, 30, 40], r"annotation id 11 \(image id 7\): 'keypoints' has 5 numbers, expected 3 x 2"),
-        ("keypoints", [20, -1, 2, 30, 40, 1], r"annotation id 11 \(image id 7\): keypoint 0 has a negative coordinate"),
-        ("keypoints", [20, 20, 2, float("nan"), 40, 1], r"annotation id 11 \(image id 7\): keypoint 1 is not finite"),
-        ("keypoints", [20, 20, 3, 30, 40, 1], r"annotation id 11 \(image id 7\): keypoint 0 has visibility 3"),
-        ("num_keypoints", None, r"annotation id 11 \(image id 7\): 'num_keypoints' must be a non-negative integer"),
-        ("area", None, r"annotation id 11 \(image id 7\): 'area' must be a finite non-negative number"),
-        ("bbox", [10, 10, -5, 60], r"annotation id 11 \(image id 7\): 'bbox' must be 4 finite numbers"),
-        ("image_id", 8, r"annotation id 11 \(image id 8\): image id not among the ground truth's images"),
+        (
+            "keypoints",
+            [20, 20, 2, 30, 40],
+            r"annotation id 11 \(image id 7\): 'keypoints' has 5 numbers, expected 3 x 2",
+        ),
+        (
+            "keypoints",
+            [20, -1, 2, 30, 40, 1],
+            r"annotation id 11 \(image id 7\): keypoint 0 has a negative coordinate",
+        ),
+        (
+            "keypoints",
+            [20, 20, 2, float("nan"), 40, 1],
+            r"annotation id 11 \(image id 7\): keypoint 1 is not finite",
+        ),
+        (
+            "keypoints",
+            [20, 20, 3, 30, 40, 1],
+            r"annotation id 11 \(image id 7\): keypoint 0 has visibility 3",
+        ),
+        (
+            "num_keypoints",
+            None,
+            r"annotation id 11 \(image id 7\): 'num_keypoints' must be a non-negative integer",
+        ),
+        (
+            "area",
+            None,
+            r"annotation id 11 \(image id 7\): 'area' must be a finite non-negative number",
+        ),
+        (
+            "bbox",
+            [10, 10, -5, 60],
+            r"annotation id 11 \(image id 7\): 'bbox' must be 4 finite numbers",
+        ),
+        (
+            "image_id",
+            8,
+            r"annotation id 11 \(image id 8\): image id not among the ground truth's images",
+        ),
         ("id", 0, r"annotation 0 on image 7 needs a positive integer 'id'"),
     ],
 )
@@ -120,8 +160,14 @@ def test_crowdpose_needs_crowd_index_per_image():
     "change, message",
     [
         ({"image_id": 99}, r"entry 0 \(image id 99\): image id 99 is not in the ground truth"),
-        ({"keypoints": [21, 19, 0.9]}, r"entry 0 \(image id 7\): 'keypoints' has 3 numbers, expected 3 x 2"),
-        ({"keypoints": [21, float("nan"), 0.9, 31, 42, 0.5]}, r"entry 0 \(image id 7\): keypoint 0 is not finite"),
+        (
+            {"keypoints": [21, 19, 0.9]},
+            r"entry 0 \(image id 7\): 'keypoints' has 3 numbers, expected 3 x 2",
+        ),
+        (
+            {"keypoints": [21, float("nan"), 0.9, 31, 42, 0.5]},
+            r"entry 0 \(image id 7\): keypoint 0 is not finite",
+        ),
         ({"score": float("inf")}, r"entry 0 \(image id 7\): 'score' must be a finite number"),
         ({"category_id": 2}, r"entry 0 \(image id 7\): category_id 2 is not in the ground truth"),
     ],
@@ -160,8 +206,16 @@ def test_unknown_dataset_is_rejected():
 def test_command_line_reports_bad_input_with_exit_status_1(tmp_path, capsys):
     gt = ground_truth()
     gt["annotations"][0]["keypoints"] = [20, 20, 2]
-    status = main(["--gt", write(tmp_path, "gt.json", gt), "--dt", write(tmp_path, "dt.json", predictions()),
-                   "--dataset", "coco"])
+    status = main(
+        [
+            "--gt",
+            write(tmp_path, "gt.json", gt),
+            "--dt",
+            write(tmp_path, "dt.json", predictions()),
+            "--dataset",
+            "coco",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 1 and captured.out == ""
     assert "gt.json: annotation id 11" in captured.err and "expected 3 x 17" in captured.err
@@ -173,10 +227,35 @@ def test_command_line_entry_point_runs_as_a_module(tmp_path):
     gt["annotations"][0]["num_keypoints"] = 17
     preds = [dict(predictions()[0], keypoints=[20, 20, 1.0] * 17)]
     out = subprocess.run(
-        [sys.executable, "-m", "adaanchor.evaluation", "--gt", write(tmp_path, "gt.json", gt),
-         "--dt", write(tmp_path, "dt.json", preds), "--dataset", "ochuman", "--no-per-keypoint"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "adaanchor.evaluation",
+            "--gt",
+            write(tmp_path, "gt.json", gt),
+            "--dt",
+            write(tmp_path, "dt.json", preds),
+            "--dataset",
+            "ochuman",
+            "--no-per-keypoint",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
-    assert list(metrics)[:10] == ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
-    assert metrics["AP"] == pytest.approx(1.0) and metrics["inv_error"] is None  # no v = 1: NaN -> null
+    assert list(metrics)[:10] == [
+        "AP",
+        "AP50",
+        "AP75",
+        "APm",
+        "APl",
+        "AR",
+        "AR50",
+        "AR75",
+        "ARm",
+        "ARl",
+    ]
+    assert (
+        metrics["AP"] == pytest.approx(1.0) and metrics["inv_error"] is None
+    )  # no v = 1: NaN -> null

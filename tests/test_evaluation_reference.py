@@ -18,7 +18,18 @@ COCO_NAMES = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "
 CROWDPOSE_NAMES = ["AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"]
 
 # /work/shared/data/README.md, "Reference numbers".
-COCO_REFERENCE = [0.86089, 0.993145, 0.910891, 0.775578, 0.937252, 0.875, 1.0, 0.916667, 0.78, 0.942857]
+COCO_REFERENCE = [
+    0.86089,
+    0.993145,
+    0.910891,
+    0.775578,
+    0.937252,
+    0.875,
+    1.0,
+    0.916667,
+    0.78,
+    0.942857,
+]
 CROWDPOSE_REFERENCE = [0.787722, 0.988119, 0.731436, 0.822222, 1.0, 0.777778, 1.0, 0.9802, 0.4116]
 
 SAMPLE_SETS = [
@@ -45,8 +56,14 @@ def ground_truth_as_predictions(gt):
         kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
         kpts[kpts[:, 2] == 0, :2] = (x + w / 2, y + h / 2)
         kpts[:, 2] = 1.0
-        preds.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                      "keypoints": kpts.ravel().tolist(), "score": 1.0})
+        preds.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "keypoints": kpts.ravel().tolist(),
+                "score": 1.0,
+            }
+        )
     return preds
 
 
@@ -60,7 +77,9 @@ def xtcocotools_crowdpose_stats(gt_path, predictions, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = xt_coco.COCO(str(gt_path))
         coco_dt = coco_gt.loadRes(str(pred_path))
-        coco_eval = xt_eval.COCOeval(coco_gt, coco_dt, "keypoints_crowd", np.array(CROWDPOSE_OKS_SIGMAS), use_area=False)
+        coco_eval = xt_eval.COCOeval(
+            coco_gt, coco_dt, "keypoints_crowd", np.array(CROWDPOSE_OKS_SIGMAS), use_area=False
+        )
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -101,7 +120,9 @@ def test_cli_reproduces_crowdpose_reference_stats(shared_data, capsys, tmp_path)
 
 
 @pytest.mark.parametrize("relative_path, dataset", SAMPLE_SETS)
-def test_ground_truth_as_predictions_scores_one(shared_data, tmp_path, capsys, relative_path, dataset):
+def test_ground_truth_as_predictions_scores_one(
+    shared_data, tmp_path, capsys, relative_path, dataset
+):
     gt_path = shared_data / relative_path
     preds = ground_truth_as_predictions(json.loads(gt_path.read_text()))
     dt_path = tmp_path / "preds.json"
@@ -110,7 +131,9 @@ def test_ground_truth_as_predictions_scores_one(shared_data, tmp_path, capsys, r
     for name in ("AP", "AP50", "AP75", "AR", "recall"):
         assert metrics[name] == pytest.approx(1.0, abs=1e-12), name
     for name, value in metrics.items():
-        if name.startswith(("AP", "AR", "recall")):  # every defined fraction (incl. per keypoint, splits) is 1
+        if name.startswith(
+            ("AP", "AR", "recall")
+        ):  # every defined fraction (incl. per keypoint, splits) is 1
             assert value == -1 or value == pytest.approx(1.0, abs=1e-12), name
     assert metrics["vis_error"] == 0.0 and metrics["vis_score"] == 1.0
 
@@ -148,17 +171,38 @@ def perturbed_predictions(gt, seed, num_keypoints):
         kpts[kpts[:, 2] == 0, :2] = (x + w / 2, y + h / 2)
         noise = float(rng.choice([0.005, 0.03, 0.1, 0.3])) * max(w, h, 1.0)
         kpts[:, :2] += rng.normal(0.0, noise, (num_keypoints, 2))
-        preds.append({"image_id": ann["image_id"], "category_id": 1, "keypoints": finish(kpts), "score": pose_score()})
+        preds.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": 1,
+                "keypoints": finish(kpts),
+                "score": pose_score(),
+            }
+        )
         if rng.random() < 0.2:  # near-duplicate
             dup = kpts.copy()
             dup[:, :2] += rng.normal(0.0, 2.0, (num_keypoints, 2))
-            preds.append({"image_id": ann["image_id"], "category_id": 1, "keypoints": finish(dup), "score": pose_score()})
+            preds.append(
+                {
+                    "image_id": ann["image_id"],
+                    "category_id": 1,
+                    "keypoints": finish(dup),
+                    "score": pose_score(),
+                }
+            )
     for image_id, image in images.items():
         for _ in range(int(rng.integers(0, 24))):
             kpts = np.zeros((num_keypoints, 3))
             kpts[:, 0] = rng.uniform(-5, image["width"] + 5, num_keypoints)
             kpts[:, 1] = rng.uniform(-5, image["height"] + 5, num_keypoints)
-            preds.append({"image_id": image_id, "category_id": 1, "keypoints": finish(kpts), "score": pose_score()})
+            preds.append(
+                {
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "keypoints": finish(kpts),
+                    "score": pose_score(),
+                }
+            )
     rng.shuffle(preds)
     return preds
 
@@ -170,7 +214,15 @@ def synthetic_crowdpose_gt(seed):
     crowd_indices = [0.0, 0.1, 0.19999, 0.2, 0.5, 0.79999, 0.8, 0.95, 1.3]
     images, annotations = [], []
     for image_id, crowd_index in enumerate(crowd_indices, start=1):
-        images.append({"id": image_id, "file_name": f"{image_id}.jpg", "width": 640, "height": 480, "crowdIndex": crowd_index})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": f"{image_id}.jpg",
+                "width": 640,
+                "height": 480,
+                "crowdIndex": crowd_index,
+            }
+        )
         for _ in range(int(rng.integers(1, 7))):
             w, h = rng.uniform(20, 200), rng.uniform(40, 300)
             x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
@@ -181,17 +233,33 @@ def synthetic_crowdpose_gt(seed):
             if rng.random() < 0.1:
                 kpts[:12, 2] = 0  # only head / neck labelled: num_keypoints 0, ignored
             kpts[kpts[:, 2] == 0, :2] = 0
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                "bbox": [x, y, w, h], "keypoints": kpts.ravel().tolist(),
-                "num_keypoints": int((kpts[:12, 2] > 0).sum()),
-            })
-    annotations.append({
-        "id": len(annotations) + 1, "image_id": 5, "category_id": 1, "iscrowd": 1, "bbox": [10, 10, 100, 100],
-        "keypoints": [0.0] * 42, "num_keypoints": 0,
-    })
-    return {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(14)]}]}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "bbox": [x, y, w, h],
+                    "keypoints": kpts.ravel().tolist(),
+                    "num_keypoints": int((kpts[:12, 2] > 0).sum()),
+                }
+            )
+    annotations.append(
+        {
+            "id": len(annotations) + 1,
+            "image_id": 5,
+            "category_id": 1,
+            "iscrowd": 1,
+            "bbox": [10, 10, 100, 100],
+            "keypoints": [0.0] * 42,
+            "num_keypoints": 0,
+        }
+    )
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(14)]}],
+    }
 
 
 def crowdpose_sources(shared_data, tmp_path):
@@ -210,7 +278,9 @@ def test_crowdpose_matches_xtcocotools_on_randomized_predictions(shared_data, tm
         preds = perturbed_predictions(json.loads(gt_path.read_text()), seed, 14)
         ours = evaluate_keypoints(str(gt_path), preds, dataset="crowdpose", per_keypoint=False)
         reference = xtcocotools_crowdpose_stats(gt_path, preds, tmp_path)
-        assert [ours[n] for n in CROWDPOSE_NAMES] == pytest.approx(reference, abs=1e-9), gt_path.name
+        assert [ours[n] for n in CROWDPOSE_NAMES] == pytest.approx(
+            reference, abs=1e-9
+        ), gt_path.name
         assert 0 < ours["AP"] < 1, "perturbations too weak or too strong to test anything"
 
 

@@ -41,7 +41,9 @@ from .inputs import load_ground_truth, protocol_of  # noqa: E402
 RESULTS_FILE_NAME = "keypoint_results.json"
 
 
-def instances_to_keypoint_results(instances, image_id: int, category_ids: Sequence[int]) -> List[Dict]:
+def instances_to_keypoint_results(
+    instances, image_id: int, category_ids: Sequence[int]
+) -> List[Dict]:
     """COCO keypoint results for one image's predictions, without modifying them.
 
     Args:
@@ -80,10 +82,13 @@ def instances_to_keypoint_results(instances, image_id: int, category_ids: Sequen
 
 def write_json_atomically(path: str, obj) -> None:
     """Write ``obj`` as json to ``path`` via a temporary file in the same folder and ``os.replace``:
-    ``path`` is either absent, the previous complete file, or the new complete file, never partial."""
+    ``path`` is either absent, the previous complete file, or the new complete file, never partial.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    fd, tmp_path = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+    )
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f)
@@ -135,10 +140,14 @@ class KeypointEvaluator(DatasetEvaluator):
                 f"dataset '{dataset_name}': evaluator_type '{self._evaluator_type}' is not supported by "
                 'KeypointEvaluator (use "coco" or "crowdpose")'
             )
-        self._sigmas = [float(s) for s in self._metadata_field("keypoint_oks_sigmas", "K OKS sigmas")]
+        self._sigmas = [
+            float(s) for s in self._metadata_field("keypoint_oks_sigmas", "K OKS sigmas")
+        ]
         self._keypoint_names = self._metadata.get("keypoint_names", None)
         self._ground_truth = load_ground_truth(
-            PathManager.get_local_path(json_file), len(self._sigmas), protocol_of(self._evaluator_type)
+            PathManager.get_local_path(json_file),
+            len(self._sigmas),
+            protocol_of(self._evaluator_type),
         )
         self.reset()
 
@@ -177,7 +186,9 @@ class KeypointEvaluator(DatasetEvaluator):
                     "have no pred_keypoints"
                 )
             self._predictions.extend(
-                instances_to_keypoint_results(instances, inp["image_id"], self._category_ids(instances))
+                instances_to_keypoint_results(
+                    instances, inp["image_id"], self._category_ids(instances)
+                )
             )
 
     def evaluate(self):
@@ -190,7 +201,9 @@ class KeypointEvaluator(DatasetEvaluator):
         else:
             predictions = self._predictions
         if not predictions:
-            self._logger.warning(f"KeypointEvaluator on '{self._dataset_name}': no predictions at all")
+            self._logger.warning(
+                f"KeypointEvaluator on '{self._dataset_name}': no predictions at all"
+            )
         if self._output_dir:
             path = os.path.join(self._output_dir, RESULTS_FILE_NAME)
             write_json_atomically(path, predictions)
@@ -206,11 +219,14 @@ class KeypointEvaluator(DatasetEvaluator):
         results = to_detectron2_metrics(metrics)
         headline = OrderedDict((k, v) for k, v in results.items() if "-" not in k)
         self._logger.info(
-            f"Evaluation results for keypoints ({self._evaluator_type} protocol): \n" + create_small_table(headline)
+            f"Evaluation results for keypoints ({self._evaluator_type} protocol): \n"
+            + create_small_table(headline)
         )
         if self._per_keypoint:
-            names = [k[len("AP-"):] for k in results if k.startswith("AP-")]
+            names = [k[len("AP-") :] for k in results if k.startswith("AP-")]
             rows = [(name, results[f"AP-{name}"], results[f"recall-{name}"]) for name in names]
-            table = tabulate(rows, headers=["keypoint", "AP", "recall"], tablefmt="pipe", floatfmt=".3f")
+            table = tabulate(
+                rows, headers=["keypoint", "AP", "recall"], tablefmt="pipe", floatfmt=".3f"
+            )
             self._logger.info("Per-keypoint results: \n" + table)
         return OrderedDict(keypoints=results)

@@ -12,7 +12,13 @@ from typing import Dict, List, Optional, Sequence, Union
 from pycocotools.coco import COCO
 
 from ..data.keypoints import KEYPOINT_SPECS
-from .inputs import GroundTruth, load_ground_truth, load_predictions, load_results_index, protocol_of
+from .inputs import (
+    GroundTruth,
+    load_ground_truth,
+    load_predictions,
+    load_results_index,
+    protocol_of,
+)
 from .keypoint_metrics import keypoint_recall, visibility_metrics
 from .oks_ap import (
     crowd_index_ap,
@@ -80,7 +86,10 @@ def evaluate_keypoints(
     coco_dt = load_results_index(results, ground_truth)
     logger.info(
         "Evaluating %d keypoint predictions on %s (%s protocol, %d keypoints)",
-        len(results), ground_truth.source, protocol, len(sigmas),
+        len(results),
+        ground_truth.source,
+        protocol,
+        len(sigmas),
     )
 
     metrics = OrderedDict()
@@ -90,7 +99,11 @@ def evaluate_keypoints(
         metrics.update(crowd_index_ap(coco_gt, coco_dt, sigmas))
     object_scale = crowdpose_object_scale if protocol == "crowdpose" else (lambda ann: ann["area"])
     recall, recall_per_keypoint = keypoint_recall(
-        coco_gt, coco_dt, sigmas, object_scale, oks_threshold=recall_oks_threshold,
+        coco_gt,
+        coco_dt,
+        sigmas,
+        object_scale,
+        oks_threshold=recall_oks_threshold,
         max_dets=main_eval.params.maxDets[-1],
     )
     metrics["recall"] = recall
@@ -142,4 +155,3 @@ def format_metrics_table(metrics: Dict[str, float]) -> str:
     """A plain two-column text table of the metrics (for the command line's human-readable part)."""
     width = max(len(name) for name in metrics)
     return "\n".join(f"{name:<{width}}  {value:.6f}" for name, value in metrics.items())
-

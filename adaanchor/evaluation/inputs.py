@@ -41,11 +41,13 @@ def quiet_pycocotools():
 
 
 def protocol_of(dataset: str) -> str:
-    """"coco" or "crowdpose" for a dataset name in PROTOCOLS; ValueError listing the known names."""
+    """ "coco" or "crowdpose" for a dataset name in PROTOCOLS; ValueError listing the known names."""
     try:
         return PROTOCOLS[dataset]
     except KeyError:
-        raise ValueError(f"unknown dataset '{dataset}' for evaluation; known: {sorted(PROTOCOLS)}") from None
+        raise ValueError(
+            f"unknown dataset '{dataset}' for evaluation; known: {sorted(PROTOCOLS)}"
+        ) from None
 
 
 def _is_number(value: Any) -> bool:
@@ -129,7 +131,9 @@ def load_ground_truth(
     elif isinstance(gt, (str, os.PathLike)):
         source, dataset = os.fspath(gt), _read_json(gt, "ground-truth")
     else:
-        raise TypeError(f"ground truth must be a json path, a dict or a pycocotools COCO, got {type(gt)}")
+        raise TypeError(
+            f"ground truth must be a json path, a dict or a pycocotools COCO, got {type(gt)}"
+        )
     _validate_ground_truth(dataset, source, num_keypoints, protocol)
     coco = COCO()
     coco.dataset = dataset
@@ -140,7 +144,9 @@ def load_ground_truth(
 
 def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protocol: str) -> None:
     if not isinstance(dataset, dict):
-        raise ValueError(f"ground truth {source}: expected a json object, got {type(dataset).__name__}")
+        raise ValueError(
+            f"ground truth {source}: expected a json object, got {type(dataset).__name__}"
+        )
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
             raise ValueError(f"ground truth {source} has no '{key}' list")
@@ -153,7 +159,9 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
     for image in dataset["images"]:
         image_id = image.get("id") if isinstance(image, dict) else None
         if not _is_id(image_id) or image_id <= 0:
-            raise ValueError(f"ground truth {source}: image {image!r:.200} has no positive integer 'id'")
+            raise ValueError(
+                f"ground truth {source}: image {image!r:.200} has no positive integer 'id'"
+            )
         if image_id in image_ids:
             raise ValueError(f"ground truth {source}: image id {image_id} appears twice")
         image_ids.add(image_id)
@@ -184,18 +192,27 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
         if ann.get("image_id") not in image_ids:
             raise ValueError(f"{where}: image id not among the ground truth's images")
         if ann.get("category_id") not in category_ids:
-            raise ValueError(f"{where}: category_id {ann.get('category_id')!r} not among the categories")
+            raise ValueError(
+                f"{where}: category_id {ann.get('category_id')!r} not among the categories"
+            )
         if ann.get("iscrowd") not in (0, 1, False, True):
             raise ValueError(f"{where}: 'iscrowd' must be 0 or 1, got {ann.get('iscrowd')!r}")
         num_labelled = ann.get("num_keypoints")
         if not _is_id(num_labelled) or num_labelled < 0:
-            raise ValueError(f"{where}: 'num_keypoints' must be a non-negative integer, got {num_labelled!r}")
+            raise ValueError(
+                f"{where}: 'num_keypoints' must be a non-negative integer, got {num_labelled!r}"
+            )
         bbox = ann.get("bbox")
         if not (
-            isinstance(bbox, list) and len(bbox) == 4 and all(_is_finite_number(b) for b in bbox)
-            and bbox[2] >= 0 and bbox[3] >= 0
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(_is_finite_number(b) for b in bbox)
+            and bbox[2] >= 0
+            and bbox[3] >= 0
         ):
-            raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], w, h >= 0, got {bbox!r}")
+            raise ValueError(
+                f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], w, h >= 0, got {bbox!r}"
+            )
         if protocol == "coco" and not (_is_finite_number(ann.get("area")) and ann["area"] >= 0):
             raise ValueError(
                 f"{where}: 'area' must be a finite non-negative number (the OKS object scale), "
@@ -211,9 +228,13 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
         )
 
 
-def _validate_keypoint_list(keypoints: Any, num_keypoints: int, where: str, is_ground_truth: bool) -> None:
+def _validate_keypoint_list(
+    keypoints: Any, num_keypoints: int, where: str, is_ground_truth: bool
+) -> None:
     if not isinstance(keypoints, (list, tuple)):
-        raise ValueError(f"{where}: 'keypoints' must be a list of 3 x {num_keypoints} numbers, got {keypoints!r:.100}")
+        raise ValueError(
+            f"{where}: 'keypoints' must be a list of 3 x {num_keypoints} numbers, got {keypoints!r:.100}"
+        )
     if len(keypoints) != 3 * num_keypoints:
         raise ValueError(
             f"{where}: 'keypoints' has {len(keypoints)} numbers, expected 3 x {num_keypoints} = "
@@ -224,14 +245,20 @@ def _validate_keypoint_list(keypoints: Any, num_keypoints: int, where: str, is_g
     values = np.asarray(keypoints, dtype=np.float64).reshape(num_keypoints, 3)
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if bad.size:
-        raise ValueError(f"{where}: keypoint {int(bad[0])} is not finite: {values[bad[0]].tolist()}")
+        raise ValueError(
+            f"{where}: keypoint {int(bad[0])} is not finite: {values[bad[0]].tolist()}"
+        )
     if is_ground_truth:
         bad = np.flatnonzero((values[:, :2] < 0).any(axis=1))
         if bad.size:
-            raise ValueError(f"{where}: keypoint {int(bad[0])} has a negative coordinate: {values[bad[0]].tolist()}")
+            raise ValueError(
+                f"{where}: keypoint {int(bad[0])} has a negative coordinate: {values[bad[0]].tolist()}"
+            )
         bad = np.flatnonzero(~np.isin(values[:, 2], (0, 1, 2)))
         if bad.size:
-            raise ValueError(f"{where}: keypoint {int(bad[0])} has visibility {values[bad[0], 2]}, not 0, 1 or 2")
+            raise ValueError(
+                f"{where}: keypoint {int(bad[0])} has visibility {values[bad[0], 2]}, not 0, 1 or 2"
+            )
 
 
 def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTruth) -> List[Dict]:
@@ -256,7 +283,9 @@ def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTru
     else:
         source = "<predictions list>"
     if not isinstance(predictions, list):
-        raise ValueError(f"predictions {source}: expected a json list of results, got {type(predictions).__name__}")
+        raise ValueError(
+            f"predictions {source}: expected a json list of results, got {type(predictions).__name__}"
+        )
     image_ids = set(gt.coco.getImgIds())
     category_ids = set(gt.coco.getCatIds())
     with_bbox = None
@@ -269,7 +298,9 @@ def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTru
             if key not in pred:
                 raise ValueError(f"{where} has no '{key}'")
         if pred["image_id"] not in image_ids:
-            raise ValueError(f"{where}: image id {pred['image_id']!r} is not in the ground truth {gt.source}")
+            raise ValueError(
+                f"{where}: image id {pred['image_id']!r} is not in the ground truth {gt.source}"
+            )
         if pred["category_id"] not in category_ids:
             raise ValueError(
                 f"{where}: category_id {pred['category_id']!r} is not in the ground truth {gt.source} "
@@ -288,23 +319,39 @@ def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTru
         if with_bbox is None:
             with_bbox = has_bbox
         elif has_bbox != with_bbox:
-            raise ValueError(f"{where}: 'bbox' must be on every prediction or on none (entry 0 differs)")
+            raise ValueError(
+                f"{where}: 'bbox' must be on every prediction or on none (entry 0 differs)"
+            )
         if has_bbox:
             bbox = pred["bbox"]
-            if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_finite_number(b) for b in bbox)):
-                raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}")
+            if not (
+                isinstance(bbox, (list, tuple))
+                and len(bbox) == 4
+                and all(_is_finite_number(b) for b in bbox)
+            ):
+                raise ValueError(
+                    f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}"
+                )
             result["bbox"] = [float(b) for b in bbox]
         results.append(result)
     return results
 
 
 def load_results_index(predictions: List[Dict], gt: GroundTruth) -> COCO:
-    """A pycocotools results index (``COCO.loadRes``) over validated predictions; empty lists work too."""
+    """A pycocotools results index (``COCO.loadRes``) over the output of :func:`load_predictions`.
+
+    Takes ownership of the dicts (loadRes adds ``id``, ``area`` and, without boxes, ``bbox`` to them).
+    An empty list gives an index without results (loadRes itself fails on one).
+    """
     if not predictions:
         res = COCO()
-        res.dataset = {"images": list(gt.coco.dataset["images"]), "categories": copy.deepcopy(gt.coco.dataset["categories"]), "annotations": []}
+        res.dataset = {
+            "images": list(gt.coco.dataset["images"]),
+            "categories": copy.deepcopy(gt.coco.dataset["categories"]),
+            "annotations": [],
+        }
         with quiet_pycocotools():
             res.createIndex()
         return res
     with quiet_pycocotools():
-        return gt.coco.loadRes(copy.deepcopy(predictions))
+        return gt.coco.loadRes(predictions)

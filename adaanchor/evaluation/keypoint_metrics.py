@@ -68,7 +68,9 @@ def keypoint_recall(
         dt_groups[ann["image_id"], ann["category_id"]].append(ann)
 
     for key, gts in gt_groups.items():
-        gt_kpts = np.array([g["keypoints"] for g in gts], dtype=np.float64).reshape(len(gts), num_keypoints, 3)
+        gt_kpts = np.array([g["keypoints"] for g in gts], dtype=np.float64).reshape(
+            len(gts), num_keypoints, 3
+        )
         gt_scales = np.array([object_scale(g) for g in gts], dtype=np.float64)
         labelled = gt_kpts[:, :, 2] > 0  # (G, K)
         total += labelled.sum(axis=0)
@@ -76,12 +78,18 @@ def keypoint_recall(
         if not dts:
             continue
         order = np.argsort([-d["score"] for d in dts], kind="mergesort")[:max_dets]
-        dt_kpts = np.array([dts[i]["keypoints"] for i in order], dtype=np.float64).reshape(-1, num_keypoints, 3)
+        dt_kpts = np.array([dts[i]["keypoints"] for i in order], dtype=np.float64).reshape(
+            -1, num_keypoints, 3
+        )
         for k in range(num_keypoints):
             gt_index = np.flatnonzero(labelled[:, k])
             if gt_index.size:
                 matched[k] += _greedy_matches(
-                    dt_kpts[:, k], gt_kpts[gt_index, k, :2], gt_scales[gt_index], variances[k], oks_threshold
+                    dt_kpts[:, k],
+                    gt_kpts[gt_index, k, :2],
+                    gt_scales[gt_index],
+                    variances[k],
+                    oks_threshold,
                 )
     recalls = [float(m / t) if t else -1.0 for m, t in zip(matched, total)]
     overall = float(matched.sum() / total.sum()) if total.sum() else -1.0
@@ -89,7 +97,11 @@ def keypoint_recall(
 
 
 def _greedy_matches(
-    predictions: np.ndarray, gt_xy: np.ndarray, gt_scales: np.ndarray, variance: float, oks_threshold: float
+    predictions: np.ndarray,
+    gt_xy: np.ndarray,
+    gt_scales: np.ndarray,
+    variance: float,
+    oks_threshold: float,
 ) -> int:
     """Number of ground truths matched by the greedy rule; predictions (D, 3) x, y, confidence; gt_xy (G, 2)."""
     order = np.argsort(-predictions[:, 2], kind="mergesort")
@@ -121,7 +133,9 @@ def visibility_metrics(coco_eval: COCOeval, coco_gt: COCO, coco_dt: COCO) -> Dic
         if result is None or list(result["aRng"]) != all_areas:
             continue
         for dt_id, gt_id, ignored in zip(
-            result["dtIds"], result["dtMatches"][threshold_index], result["dtIgnore"][threshold_index]
+            result["dtIds"],
+            result["dtMatches"][threshold_index],
+            result["dtIgnore"][threshold_index],
         ):
             if gt_id == 0 or ignored:  # pycocotools: 0 = unmatched
                 continue

@@ -65,7 +65,11 @@ class CrowdPoseCOCOeval(COCOeval):
 
 
 def make_oks_eval(
-    protocol: str, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float], all_areas_only: bool = False
+    protocol: str,
+    coco_gt: COCO,
+    coco_dt: COCO,
+    sigmas: Sequence[float],
+    all_areas_only: bool = False,
 ) -> COCOeval:
     """A keypoint COCOeval for ``protocol`` ("coco" or "crowdpose") with the given K sigmas.
 
@@ -109,7 +113,9 @@ def crowd_index_splits(coco_gt: COCO) -> Tuple[List[int], List[int], List[int]]:
     easy, medium, hard = [], [], []
     for image in coco_gt.dataset["images"]:
         crowd_index = image["crowdIndex"]
-        (easy if crowd_index < first else medium if crowd_index < second else hard).append(image["id"])
+        (easy if crowd_index < first else medium if crowd_index < second else hard).append(
+            image["id"]
+        )
     return easy, medium, hard
 
 
@@ -166,7 +172,11 @@ def _with_one_keypoint(dataset: Dict, annotations: List[Dict], k: int, ground_tr
             fields["num_keypoints"] = int(triple[2] > 0)
         restricted.append(dict(ann, **fields))
     coco = COCO()
-    coco.dataset = {"images": dataset["images"], "categories": dataset["categories"], "annotations": restricted}
+    coco.dataset = {
+        "images": dataset["images"],
+        "categories": dataset["categories"],
+        "annotations": restricted,
+    }
     with quiet_pycocotools():
         coco.createIndex()
     return coco

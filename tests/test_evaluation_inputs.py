@@ -259,3 +259,12 @@ def test_command_line_entry_point_runs_as_a_module(tmp_path):
     assert (
         metrics["AP"] == pytest.approx(1.0) and metrics["inv_error"] is None
     )  # no v = 1: NaN -> null
+
+
+def test_core_imports_without_torch_or_detectron2():
+    code = (
+        "import sys, adaanchor.evaluation, adaanchor.evaluation.__main__; "
+        "print(sorted(m for m in ('torch', 'torchvision', 'detectron2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -305,3 +305,46 @@ def test_all_zero_confidence_pose_is_kept(shared_data, tmp_path):
     assert evaluate_keypoints(str(gt_path), preds, dataset="crowdpose")["AP"] == pytest.approx(1.0)
     if pytest.importorskip("xtcocotools"):
         assert xtcocotools_crowdpose_stats(gt_path, preds, tmp_path)[0] == 0.0
+
+
+def test_vectorized_oks_equals_pycocotools_compute_oks(shared_data, tmp_path):
+    """oks_matrix (used for the per-keypoint AP) against pycocotools' own computeOks, image by image,
+    for full poses (K = 17 and 14) and single keypoints, persons with and without labelled joints.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    from adaanchor.evaluation.inputs import load_ground_truth, load_predictions, load_results_index
+    from adaanchor.evaluation.oks_ap import _with_one_keypoint, oks_matrix
+
+    cases = [(shared_data / "coco" / "test_coco.json", COCO_OKS_SIGMAS, "coco")]
+    path = tmp_path / "synthetic.json"
+    path.write_text(json.dumps(synthetic_crowdpose_gt(3)))
+    cases.append((path, CROWDPOSE_OKS_SIGMAS, "crowdpose"))
+    for gt_path, sigmas, protocol in cases:
+        gt = load_ground_truth(str(gt_path), len(sigmas), protocol)
+        if protocol == "crowdpose":  # give the annotations an area to compare plain pycocotools
+            for ann in gt.coco.dataset["annotations"]:
+                ann["area"] = 0.53 * ann["bbox"][2] * ann["bbox"][3]
+        preds = perturbed_predictions(json.loads(gt_path.read_text()), 5, len(sigmas))
+        coco_dt = load_results_index(load_predictions(preds, gt), gt)
+        single = (
+            _with_one_keypoint(gt.coco.dataset, gt.coco.dataset["annotations"], 3, True),
+            _with_one_keypoint(coco_dt.dataset, coco_dt.dataset["annotations"], 3, False),
+            [sigmas[3]],
+        )
+        for coco_gt, coco_dt_k, sig in ((gt.coco, coco_dt, sigmas), single):
+            with contextlib.redirect_stdout(io.StringIO()):
+                reference = COCOeval(coco_gt, coco_dt_k, "keypoints")
+            reference.params.kpt_oks_sigmas = np.asarray(sig)
+            reference._prepare()
+            compared = 0
+            for image_id in reference.params.imgIds:
+                expected = reference.computeOks(image_id, 1)
+                if len(expected) == 0:
+                    continue
+                dts = reference._dts[image_id, 1]
+                order = np.argsort([-d["score"] for d in dts], kind="mergesort")[:20]
+                ours = oks_matrix(reference._gts[image_id, 1], [dts[i] for i in order], sig)
+                np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-15)
+                compared += expected.size
+            assert compared > 20

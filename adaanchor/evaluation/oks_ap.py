@@ -64,26 +64,13 @@ class CrowdPoseCOCOeval(COCOeval):
             self._gts[key] = [dict(a, area=crowdpose_object_scale(a)) for a in annotations]
 
 
-def make_oks_eval(
-    protocol: str,
-    coco_gt: COCO,
-    coco_dt: COCO,
-    sigmas: Sequence[float],
-    all_areas_only: bool = False,
-) -> COCOeval:
-    """A keypoint COCOeval for ``protocol`` ("coco" or "crowdpose") with the given K sigmas.
-
-    ``all_areas_only`` keeps only area range "all" (enough for AP; 3x less matching work) for COCO;
-    CrowdPose always has only "all".
-    """
+def make_oks_eval(protocol: str, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]) -> COCOeval:
+    """A keypoint COCOeval for ``protocol``: pycocotools' own ("coco") or CrowdPoseCOCOeval ("crowdpose")."""
     if protocol == "crowdpose":
         return CrowdPoseCOCOeval(coco_gt, coco_dt, sigmas)
     with quiet_pycocotools():
         coco_eval = COCOeval(coco_gt, coco_dt, iouType="keypoints")
     coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-    if all_areas_only:
-        coco_eval.params.areaRng = coco_eval.params.areaRng[:1]
-        coco_eval.params.areaRngLbl = coco_eval.params.areaRngLbl[:1]
     return coco_eval
 
 
@@ -150,17 +137,90 @@ def per_keypoint_ap(
     For type k the ground truth keeps only keypoint k (``num_keypoints`` = 1 if it is labelled, else 0,
     so persons without it are ignored like persons without keypoints in the full evaluation, crowd
     regions stay crowd regions, the object scale is unchanged) and each prediction only its keypoint k
-    (pose score, id and area unchanged). Returns K values in [0, 1], -1 where no person has keypoint k.
+    (pose score, id and area unchanged). Matching is pycocotools' (area range "all", maxDets 20); the
+    OKS matrix comes from :func:`oks_matrix` (vectorised, the same formula as pycocotools).
+    Returns K values in [0, 1], -1 where no person has keypoint k.
     """
     gt_annotations = coco_gt.dataset["annotations"]
     dt_annotations = coco_dt.dataset["annotations"]
+    eval_class = _VectorizedCrowdPoseCOCOeval if protocol == "crowdpose" else _VectorizedCOCOeval
     results = []
     for k, sigma in enumerate(sigmas):
         gt_k = _with_one_keypoint(coco_gt.dataset, gt_annotations, k, ground_truth=True)
         dt_k = _with_one_keypoint(coco_dt.dataset, dt_annotations, k, ground_truth=False)
-        coco_eval = make_oks_eval(protocol, gt_k, dt_k, [sigma], all_areas_only=True)
+        coco_eval = eval_class(gt_k, dt_k, [sigma])
         results.append(average_precision(run_oks_eval(coco_eval, summarize=False)))
     return results
+
+
+def oks_matrix(gts: List[Dict], dts: List[Dict], sigmas: Sequence[float]) -> np.ndarray:
+    """pycocotools' OKS between detections and ground truths, vectorised over pairs and keypoints.
+
+    Args:
+        gts: G ground-truth annotations (``keypoints`` 3K, ``bbox``, ``area`` = object scale in px^2).
+        dts: D detections (``keypoints`` 3K), in the order of the returned rows.
+        sigmas: K sigmas.
+
+    Returns:
+        (D, G) float64. As in pycocotools' ``computeOks``: for a ground truth with labelled keypoints,
+        the mean of exp(-d^2 / (2 sigma)^2 / (s + eps) / 2) over its labelled keypoints; for one without,
+        d is the distance outside its bbox enlarged by one bbox size on each side, over all K keypoints.
+    """
+    variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    num_keypoints = len(variances)
+    g = np.array([a["keypoints"] for a in gts], dtype=np.float64).reshape(
+        len(gts), num_keypoints, 3
+    )
+    d = np.array([a["keypoints"] for a in dts], dtype=np.float64).reshape(
+        len(dts), num_keypoints, 3
+    )
+    boxes = np.array([a["bbox"] for a in gts], dtype=np.float64).reshape(len(gts), 4)
+    scales = np.array([a["area"] for a in gts], dtype=np.float64)
+    labelled = g[:, :, 2] > 0  # (G, K)
+    has_labels = labelled.any(axis=1)  # (G,)
+    offsets = []
+    for axis in (0, 1):  # x, y: (D, G, K)
+        to_keypoint = d[:, None, :, axis] - g[None, :, :, axis]
+        low = (boxes[:, axis] - boxes[:, axis + 2])[None, :, None]
+        high = (boxes[:, axis] + 2 * boxes[:, axis + 2])[None, :, None]
+        pred = d[:, None, :, axis]
+        outside_box = np.maximum(0, low - pred) + np.maximum(0, pred - high)
+        offsets.append(np.where(has_labels[None, :, None], to_keypoint, outside_box))
+    e = (
+        (offsets[0] ** 2 + offsets[1] ** 2)
+        / variances
+        / (scales[None, :, None] + np.spacing(1))
+        / 2
+    )
+    weights = np.where(has_labels[:, None], labelled, True)  # (G, K): which keypoints count
+    return (np.exp(-e) * weights[None]).sum(axis=-1) / weights.sum(axis=-1)[None]
+
+
+class _VectorizedOksMixin:
+    """``computeOks`` through :func:`oks_matrix`: same result, without pycocotools' Python loop over pairs."""
+
+    def computeOks(self, imgId, catId):
+        gts = self._gts[imgId, catId]
+        dts = self._dts[imgId, catId]
+        order = np.argsort([-d["score"] for d in dts], kind="mergesort")[: self.params.maxDets[-1]]
+        if len(gts) == 0 or len(order) == 0:
+            return []
+        return oks_matrix(gts, [dts[i] for i in order], self.params.kpt_oks_sigmas)
+
+
+class _VectorizedCOCOeval(_VectorizedOksMixin, COCOeval):
+    """COCO-protocol keypoint COCOeval, area range "all" only, vectorised OKS (for per-keypoint AP)."""
+
+    def __init__(self, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]):
+        with quiet_pycocotools():
+            super().__init__(coco_gt, coco_dt, iouType="keypoints")
+        self.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        self.params.areaRng = self.params.areaRng[:1]
+        self.params.areaRngLbl = self.params.areaRngLbl[:1]
+
+
+class _VectorizedCrowdPoseCOCOeval(_VectorizedOksMixin, CrowdPoseCOCOeval):
+    """CrowdPose-protocol keypoint COCOeval with vectorised OKS (for per-keypoint AP)."""
 
 
 def _with_one_keypoint(dataset: Dict, annotations: List[Dict], k: int, ground_truth: bool) -> COCO:

@@ -179,6 +179,11 @@ class KeypointEvaluator(DatasetEvaluator):
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
+            if "instances" not in out:
+                raise ValueError(
+                    f"KeypointEvaluator on '{self._dataset_name}': outputs for image id "
+                    f"{inp['image_id']} have no 'instances'"
+                )
             instances = out["instances"]
             if len(instances) and not instances.has("pred_keypoints"):
                 raise ValueError(

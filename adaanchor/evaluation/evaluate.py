@@ -75,6 +75,8 @@ def evaluate_keypoints(
         ValueError / FileNotFoundError naming the file and the image or annotation id on bad input.
     """
     protocol = protocol_of(dataset)
+    if not 0 < recall_oks_threshold <= 1:
+        raise ValueError(f"recall_oks_threshold must be in (0, 1], got {recall_oks_threshold}")
     spec = KEYPOINT_SPECS[dataset]
     if sigmas is None:
         sigmas = spec.oks_sigmas

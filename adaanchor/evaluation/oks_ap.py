@@ -26,6 +26,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
 
 from .inputs import quiet_pycocotools
 
@@ -145,7 +146,8 @@ def per_keypoint_ap(
     dt_annotations = coco_dt.dataset["annotations"]
     eval_class = _VectorizedCrowdPoseCOCOeval if protocol == "crowdpose" else _VectorizedCOCOeval
     results = []
-    for k, sigma in enumerate(sigmas):
+    progress = tqdm(list(enumerate(sigmas)), desc="per-keypoint AP", unit="keypoint", disable=None)
+    for k, sigma in progress:
         gt_k = _with_one_keypoint(coco_gt.dataset, gt_annotations, k, ground_truth=True)
         dt_k = _with_one_keypoint(coco_dt.dataset, dt_annotations, k, ground_truth=False)
         coco_eval = eval_class(gt_k, dt_k, [sigma])

@@ -17,6 +17,7 @@ def add_adaanchor_config(cfg: CN) -> CN:
     _add_heatmap_anchor_config(cfg)
     _add_data_config(cfg)
     _add_input_config(cfg)
+    _add_dekr_config(cfg)
     _add_solver_config(cfg)
     return cfg
 
@@ -78,6 +79,43 @@ def _add_data_config(cfg: CN) -> None:
     cfg.DATASETS.SYNTHETIC = CN()
     # Where generated copies are cached; "" = $ADAANCHOR_CACHE or ~/.cache/adaanchor.
     cfg.DATASETS.SYNTHETIC.CACHE_DIR = ""
+
+
+def _add_dekr_config(cfg: CN) -> None:
+    """MODEL.DEKR: the single-stage DEKR meta-architecture (Geng et al., CVPR'21).
+
+    The person centre is proposed by AdaAnchor (MODEL.ADAANCHOR, ENABLED True) or by DEKR's centre heatmap
+    (MODEL.HEATMAP_ANCHOR, whose SIGMA is then the centre sigma).
+    """
+    cfg.MODEL.DEKR = CN()
+    # Backbone output the heads read (one stride-4 map).
+    cfg.MODEL.DEKR.IN_FEATURE = "hr_cat"
+    cfg.MODEL.DEKR.NUM_KEYPOINTS = 14
+    # Heatmap head (keypoint heatmaps + centre channels): channels of its residual block.
+    cfg.MODEL.DEKR.HEATMAP_HEAD_CHANNELS = 32
+    # Disentangled offset head: channels per keypoint, number of blocks, "adaptive" (deformable) or "plain".
+    cfg.MODEL.DEKR.OFFSET_CHANNELS_PER_KEYPOINT = 15
+    cfg.MODEL.DEKR.OFFSET_NUM_BLOCKS = 2
+    cfg.MODEL.DEKR.OFFSET_BLOCK = "adaptive"
+    cfg.MODEL.DEKR.NORM = "BN"
+    # Keypoint heatmaps (trained in both variants, used to score poses): Gaussian sigma, feature-map px.
+    cfg.MODEL.DEKR.KEYPOINT_SIGMA = 2.0
+    # Heatmap-anchor baseline: cells within this Chebyshev radius of a centre regress the offsets, feature-map px.
+    cfg.MODEL.DEKR.OFFSET_RADIUS = 4.0
+    # People smaller than this get no centre (DEKR: 32^2 on COCO), input px^2.
+    cfg.MODEL.DEKR.MIN_PERSON_AREA = 0.0
+    cfg.MODEL.DEKR.HEATMAP_LOSS_WEIGHT = 1.0
+    # Smooth-L1 offset loss weight (DEKR: 0.03, with the 1 / person-scale weight per person).
+    cfg.MODEL.DEKR.OFFSET_LOSS_WEIGHT = 0.03
+    cfg.MODEL.DEKR.TEST = CN()
+    # Pose NMS: duplicates have at least MIN_JOINTS joints closer than DISTANCE_RATIO x the pose diagonal.
+    cfg.MODEL.DEKR.TEST.NMS_DISTANCE_RATIO = 0.05
+    cfg.MODEL.DEKR.TEST.NMS_MIN_JOINTS = 8
+    cfg.MODEL.DEKR.TEST.FLIP = False
+    # Left shift of the flipped input, input px; -1 = stride - 1 (see postprocess.shift_flipped_image).
+    cfg.MODEL.DEKR.TEST.FLIP_SHIFT = -1
+    # Multi-scale test: input scale factors relative to the test size; poses of all scales meet in pose NMS.
+    cfg.MODEL.DEKR.TEST.SCALES = (1.0,)
 
 
 def _add_input_config(cfg: CN) -> None:

@@ -42,6 +42,11 @@ class PeopleBatch:
     offset_weight: torch.Tensor
     center_allowed: torch.Tensor
 
+    def centers_inside(self, height: int, width: int) -> torch.Tensor:
+        """(B, T) bool: people allowed a centre whose centre lies inside the (height, width) map."""
+        x, y = self.centers.unbind(-1)
+        return self.center_allowed & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+
     def inside(self, height: int, width: int, margin: float = 0.0) -> torch.Tensor:
         """(B, T, K) bool: labelled keypoints within ``margin`` feature px of the (height, width) map."""
         x, y = self.keypoints.unbind(-1)
@@ -117,56 +122,43 @@ def downsample_ignore_masks(
     return out
 
 
-def offset_region_targets(
-    people: PeopleBatch, height: int, width: int, *, radius: float
-):
-    """DEKR's offset targets (the heatmap-anchor baseline): every cell within ``radius`` (Chebyshev,
-    feature px) of a person's centre regresses that person's keypoints; a cell near several centres goes
-    to the smallest person (DEKR's rule). Keypoints outside the map are not targets (DEKR skips them).
+def region_owner(people: PeopleBatch, height: int, width: int, *, radius: float) -> torch.Tensor:
+    """DEKR's offset region (the heatmap-anchor baseline): every cell within ``radius`` (Chebyshev, feature
+    px) of a person's centre inside the map regresses that person; a cell near several centres goes to the
+    smallest person (DEKR's rule).
 
+    Returns:
+        (B, H, W) long, the person index (into T) of every cell, -1 for none.
+    """
+    device = people.keypoints.device
+    gx = torch.arange(width, device=device, dtype=torch.float32) + 0.5
+    gy = torch.arange(height, device=device, dtype=torch.float32) + 0.5
+    cx, cy = people.centers.unbind(-1)  # (B, T)
+    near_x = (gx[None, None, :] - cx[..., None]).abs() <= radius  # (B, T, W)
+    near_y = (gy[None, None, :] - cy[..., None]).abs() <= radius  # (B, T, H)
+    member = near_y[..., :, None] & near_x[..., None, :] & people.centers_inside(height, width)[..., None, None]
+    person_scale = 1.0 / people.offset_weight.clamp(min=torch.finfo(people.offset_weight.dtype).tiny)
+    key = torch.where(member, person_scale[..., None, None], torch.tensor(float("inf"), device=device))
+    best = key.argmin(dim=1)  # (B, H, W)
+    return torch.where(member.any(dim=1), best, torch.full_like(best, -1))
+
+
+def offset_targets(people: PeopleBatch, owner: torch.Tensor, height: int, width: int, *, margin: float):
+    """Keypoint offset targets of the cells that regress a person (DEKR's disentangled regression).
+
+    Args:
+        owner: (B, H, W) long, the person index (into T) each cell regresses, -1 for none.
+        margin: labelled keypoints up to this far outside the map (feature px) are targets: 0 for the
+            heatmap-anchor baseline (DEKR skips them), MODEL.ADAANCHOR.TARGET_MARGIN for AdaAnchor.
     Returns:
         offsets: (B, 2K, H, W) float, keypoint - cell centre, feature px; channels (dx0, dy0, dx1, ...).
         weights: (B, 2K, H, W) float, the person's offset weight where the keypoint is a target, else 0.
     """
     b, t, k, _ = people.keypoints.shape
     device = people.keypoints.device
-    gx = torch.arange(width, device=device, dtype=torch.float32) + 0.5
-    gy = torch.arange(height, device=device, dtype=torch.float32) + 0.5
-    cx, cy = people.centers.unbind(-1)  # (B, T)
-    center_in_map = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height) & people.center_allowed
-    near_x = (gx[None, None, :] - cx[..., None]).abs() <= radius  # (B, T, W)
-    near_y = (gy[None, None, :] - cy[..., None]).abs() <= radius  # (B, T, H)
-    member = near_y[..., :, None] & near_x[..., None, :] & center_in_map[..., None, None]  # (B, T, H, W)
-    scale = torch.where(people.offset_weight > 0, 1.0 / people.offset_weight, torch.zeros_like(people.offset_weight))
-    return _offsets_for_owner(people, _smallest_owner(member, scale), height, width, margin=0.0)
-
-
-def anchor_offset_targets(
-    people: PeopleBatch, owner: torch.Tensor, height: int, width: int, *, margin: float
-):
-    """Offset targets at adaptive anchors: each positive anchor regresses its person's keypoints.
-
-    Args:
-        owner: (B, H, W) long, the person index (into T) each anchor serves, -1 for negatives.
-        margin: labelled keypoints up to this far outside the map (feature px) stay targets.
-    Returns: as :func:`offset_region_targets`.
-    """
-    return _offsets_for_owner(people, owner, height, width, margin=margin)
-
-
-def _smallest_owner(member: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """(B, T, H, W) membership, (B, T) person scale -> (B, H, W) index of the smallest member, or -1."""
-    key = torch.where(member, scale[..., None, None], torch.full_like(member, float("inf"), dtype=scale.dtype))
-    best = key.argmin(dim=1)
-    return torch.where(member.any(dim=1), best, torch.full_like(best, -1))
-
-
-def _offsets_for_owner(people: PeopleBatch, owner: torch.Tensor, height: int, width: int, *, margin: float):
-    b, t, k, _ = people.keypoints.shape
-    device = people.keypoints.device
     index = owner.clamp(min=0).view(b, height * width)
     kpts = torch.gather(people.keypoints.view(b, t, k * 2), 1, index[..., None].expand(-1, -1, k * 2))
-    usable = (people.inside(height, width, margin) * people.offset_weight[..., None]).view(b, t, k)
+    usable = people.inside(height, width, margin) * people.offset_weight[..., None]  # (B, T, K)
     weight = torch.gather(usable, 1, index[..., None].expand(-1, -1, k))  # (B, HW, K)
     weight = weight * (owner.view(b, -1, 1) >= 0)
     gx = torch.arange(width, device=device, dtype=torch.float32) + 0.5

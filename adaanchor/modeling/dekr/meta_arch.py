@@ -1,0 +1,241 @@
+"""DEKR (Geng et al., CVPR'21) as a Detectron2 meta-architecture, with AdaAnchor centre proposals.
+
+Heads on one stride-4 backbone map:
+
+- heatmap head: K keypoint heatmaps (trained in both variants, used to score poses) + the centre channels
+  of the centre proposal (:mod:`.center_proposal`: AdaAnchor's confidence/offsets, or DEKR's heatmap);
+- disentangled offset head: for every cell, an offset from the cell centre to each keypoint of the person
+  the cell stands for.
+
+Training: the centre proposal picks the cells that regress each person (AdaAnchor: the person's top-k
+adaptive anchors; baseline: a square around the centre) and the offsets are trained there with DEKR's
+smooth-L1 and 1/scale weight. Inference: person anchors from the centre proposal, pose = anchor + offsets,
+joint score = anchor score x keypoint heatmap at the joint, pose score = mean joint score, pose NMS, mapped
+back to the original image.
+"""
+
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from adaanchor.utils.dependencies import require_detectron2
+
+require_detectron2("adaanchor.modeling.dekr")
+
+from detectron2.config import configurable  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.data.detection_utils import create_keypoint_hflip_indices  # noqa: E402
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone  # noqa: E402
+from detectron2.structures import Boxes, ImageList, Instances  # noqa: E402
+from detectron2.utils.events import get_event_storage  # noqa: E402
+
+from adaanchor.anchor import heatmap_loss, heatmap_targets  # noqa: E402
+from adaanchor.modeling.dekr.center_proposal import AdaptiveCenterProposal, HeatmapCenterProposal  # noqa: E402
+from adaanchor.modeling.dekr.inference import DEKRInference  # noqa: E402
+from adaanchor.modeling.dekr.targets import downsample_ignore_masks, gather_people, offset_targets  # noqa: E402
+from adaanchor.modeling.dekr_blocks import DisentangledOffsetHead, HeatmapHead  # noqa: E402
+
+SMOOTH_L1_BETA = 1.0 / 9.0  # DEKR's offset loss
+
+
+def build_center_proposal(cfg):
+    """AdaptiveCenterProposal when MODEL.ADAANCHOR.ENABLED, else DEKR's HeatmapCenterProposal."""
+    a, h = cfg.MODEL.ADAANCHOR, cfg.MODEL.HEATMAP_ANCHOR
+    if a.ENABLED:
+        return AdaptiveCenterProposal(
+            topk=a.TOPK, kernel=a.KERNEL, kernel_width=a.KERNEL_WIDTH, fusion=a.FUSION,
+            local_refinement=a.LOCAL_REFINEMENT, local_radius=a.LOCAL_RADIUS, target_margin=a.TARGET_MARGIN,
+            focal_alpha=a.FOCAL_ALPHA, focal_gamma=a.FOCAL_GAMMA, prior_prob=a.PRIOR_PROB,
+            confidence_loss_weight=a.CONFIDENCE_LOSS_WEIGHT, offset_loss_weight=a.OFFSET_LOSS_WEIGHT,
+            local_offset_loss_weight=a.LOCAL_OFFSET_LOSS_WEIGHT, chunk_size=a.ASSIGNMENT_CHUNK_SIZE,
+            confidence_threshold=a.TEST.CONFIDENCE_THRESHOLD, merge_radius=a.TEST.MERGE_RADIUS,
+            max_detections=a.TEST.MAX_DETECTIONS,
+        )  # fmt: skip
+    return HeatmapCenterProposal(
+        sigma=h.SIGMA, background_weight=h.BACKGROUND_WEIGHT, loss_weight=h.LOSS_WEIGHT,
+        offset_radius=cfg.MODEL.DEKR.OFFSET_RADIUS, nms_kernel=h.NMS_KERNEL, threshold=h.TEST_THRESHOLD,
+        max_detections=h.TEST_MAX_DETECTIONS,
+    )  # fmt: skip
+
+
+@META_ARCH_REGISTRY.register()
+class DEKR(nn.Module):
+    """Single-stage multi-person pose estimation by disentangled keypoint regression.
+
+    Inputs (Detectron2's format): ``image`` (3, H, W) uint8; training: ``instances`` with ``gt_keypoints``
+    (input px) and ``gt_areas``, optional ``ignore_mask`` (H, W) bool; inference: ``height``/``width`` of
+    the original image. Outputs: training, a dict of scalar losses; inference, ``[{"instances": ...}]``
+    with ``pred_keypoints`` (N, K, 3: x, y original-image px in Detectron2's continuous convention, joint
+    score), ``scores`` (N,), ``pred_boxes`` (keypoint extent) and ``pred_classes`` (zeros).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        in_feature: str,
+        num_keypoints: int,
+        center_proposal,
+        heatmap_head: nn.Module,
+        offset_head: nn.Module,
+        keypoint_sigma: float,
+        background_weight: float,
+        heatmap_loss_weight: float,
+        offset_loss_weight: float,
+        target_margin: float,
+        min_person_area: float,
+        inference: DEKRInference,
+        pixel_mean,
+        pixel_std,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.in_feature = in_feature
+        self.stride = backbone.output_shape()[in_feature].stride
+        self.num_keypoints = num_keypoints
+        self.center_proposal = center_proposal
+        self.heatmap_head = heatmap_head
+        self.offset_head = offset_head
+        self.keypoint_sigma = keypoint_sigma
+        self.background_weight = background_weight
+        self.heatmap_loss_weight = heatmap_loss_weight
+        self.offset_loss_weight = offset_loss_weight
+        self.target_margin = target_margin
+        self.min_person_area = min_person_area
+        self.inference_settings = inference
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        d = cfg.MODEL.DEKR
+        shapes = backbone.output_shape()
+        if d.IN_FEATURE not in shapes:
+            raise ValueError(f"MODEL.DEKR.IN_FEATURE '{d.IN_FEATURE}' is not a backbone output: {sorted(shapes)}")
+        channels = shapes[d.IN_FEATURE].channels
+        proposal = build_center_proposal(cfg)
+        heatmap_head = HeatmapHead(
+            channels, d.NUM_KEYPOINTS + proposal.num_channels, channels=d.HEATMAP_HEAD_CHANNELS, norm=d.NORM
+        )
+        with torch.no_grad():
+            heatmap_head.predictor.bias[d.NUM_KEYPOINTS:] = torch.tensor(proposal.output_bias)
+        offset_head = DisentangledOffsetHead(
+            channels, d.NUM_KEYPOINTS, channels_per_keypoint=d.OFFSET_CHANNELS_PER_KEYPOINT,
+            num_blocks=d.OFFSET_NUM_BLOCKS, block=d.OFFSET_BLOCK, norm=d.NORM,
+        )  # fmt: skip
+        flip_indices = None
+        if d.TEST.FLIP:
+            names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
+            if not names:
+                raise ValueError("MODEL.DEKR.TEST.FLIP needs keypoint flip metadata from DATASETS.TEST or TRAIN")
+            flip_indices = create_keypoint_hflip_indices(list(names))
+        stride = shapes[d.IN_FEATURE].stride
+        inference = DEKRInference(
+            flip_indices=flip_indices,
+            flip_shift=stride - 1 if d.TEST.FLIP_SHIFT < 0 else d.TEST.FLIP_SHIFT,
+            scales=tuple(d.TEST.SCALES),
+            nms_distance_ratio=d.TEST.NMS_DISTANCE_RATIO,
+            nms_min_joints=d.TEST.NMS_MIN_JOINTS,
+            max_people=cfg.MODEL.ADAANCHOR.TEST.MAX_DETECTIONS if cfg.MODEL.ADAANCHOR.ENABLED
+            else cfg.MODEL.HEATMAP_ANCHOR.TEST_MAX_DETECTIONS,
+        )
+        return {
+            "backbone": backbone,
+            "in_feature": d.IN_FEATURE,
+            "num_keypoints": d.NUM_KEYPOINTS,
+            "center_proposal": proposal,
+            "heatmap_head": heatmap_head,
+            "offset_head": offset_head,
+            "keypoint_sigma": d.KEYPOINT_SIGMA,
+            "background_weight": cfg.MODEL.HEATMAP_ANCHOR.BACKGROUND_WEIGHT,
+            "heatmap_loss_weight": d.HEATMAP_LOSS_WEIGHT,
+            "offset_loss_weight": d.OFFSET_LOSS_WEIGHT,
+            "target_margin": cfg.MODEL.ADAANCHOR.TARGET_MARGIN if cfg.MODEL.ADAANCHOR.ENABLED else 0.0,
+            "min_person_area": d.MIN_PERSON_AREA,
+            "inference": inference,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def predict_maps(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Network outputs of a normalised, padded batch (B, 3, H, W), all at the feature stride.
+
+        Returns ``keypoint_heatmaps`` (B, K, h, w), ``center_maps`` (B, C, h, w) and ``offsets`` (B, 2K, h, w)
+        (feature px, channels (dx0, dy0, dx1, ...)).
+        """
+        feature = self.backbone(images)[self.in_feature]
+        heads = self.heatmap_head(feature)
+        return {
+            "keypoint_heatmaps": heads[:, : self.num_keypoints],
+            "center_maps": heads[:, self.num_keypoints :],
+            "offsets": self.offset_head(feature),
+        }
+
+    def preprocess_image(self, batched_inputs: List[dict]) -> ImageList:
+        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        return ImageList.from_tensors(
+            images,
+            self.backbone.size_divisibility,
+            padding_constraints=getattr(self.backbone, "padding_constraints", None),
+        )
+
+    def forward(self, batched_inputs: List[dict]):
+        images = self.preprocess_image(batched_inputs)
+        if not self.training:
+            return self.inference(batched_inputs, images)
+        maps = self.predict_maps(images.tensor)
+        return self.losses(batched_inputs, maps)
+
+    def losses(self, batched_inputs: List[dict], maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        heatmaps = maps["keypoint_heatmaps"]
+        _, _, h, w = heatmaps.shape
+        instances = [x["instances"].to(self.device) for x in batched_inputs]
+        people = gather_people(
+            [i.gt_keypoints.tensor for i in instances],
+            [i.gt_areas for i in instances],
+            stride=self.stride,
+            min_area=self.min_person_area,
+        )
+        loss_mask = downsample_ignore_masks([x.get("ignore_mask") for x in batched_inputs], h, w, self.stride, self.device)
+
+        # Keypoint heatmaps (both variants): Gaussians at labelled keypoints inside the map.
+        kp_heatmap, kp_weight = heatmap_targets(
+            people.keypoints.transpose(1, 2), people.inside(h, w).transpose(1, 2), h, w,
+            sigma=self.keypoint_sigma, background_weight=self.background_weight,
+        )  # fmt: skip
+        losses = {"loss_keypoint_heatmap": self.heatmap_loss_weight * heatmap_loss(heatmaps, kp_heatmap, kp_weight * loss_mask[:, None])}
+
+        center_losses, owner = self.center_proposal.losses(maps["center_maps"], people, loss_mask)
+        losses.update(center_losses)
+
+        target, weight = offset_targets(people, owner, h, w, margin=self.target_margin)
+        diff = (maps["offsets"] - target).abs()
+        smooth_l1 = torch.where(diff < SMOOTH_L1_BETA, 0.5 * diff**2 / SMOOTH_L1_BETA, diff - 0.5 * SMOOTH_L1_BETA)
+        num_entries = max(int((weight > 0).sum()), 1)
+        losses["loss_offset"] = self.offset_loss_weight * (smooth_l1 * weight).sum() / num_entries
+        get_event_storage().put_scalar("dekr/offset_cells", float((owner >= 0).sum()) / len(batched_inputs))
+        return losses
+
+    def inference(self, batched_inputs: List[dict], images: ImageList) -> List[Dict[str, Instances]]:
+        results = []
+        for i, x in enumerate(batched_inputs):
+            input_h, input_w = images.image_sizes[i]
+            out_h, out_w = x.get("height", input_h), x.get("width", input_w)
+            poses, scores = self.inference_settings.poses(self, images.tensor[i : i + 1], (input_h, input_w))
+            # input px -> original image px (continuous coordinates: a plain scaling)
+            scale = poses.new_tensor([out_w / input_w, out_h / input_h])
+            poses[..., :2] = poses[..., :2] * scale
+            result = Instances((out_h, out_w))
+            result.pred_keypoints = poses
+            result.scores = scores
+            result.pred_boxes = Boxes(torch.cat([poses[..., :2].amin(dim=1), poses[..., :2].amax(dim=1)], dim=1))
+            result.pred_classes = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
+            results.append({"instances": result})
+        return results

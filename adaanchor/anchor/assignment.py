@@ -5,32 +5,53 @@ that type's map gets the anchor score ``s = c * r`` (or ``c + r``, see :mod:`.sc
 candidates by ``s`` become its positives. Targets of the same type in one image compete: a candidate in the
 top-k of several targets goes to the one where its score is highest. Selection runs without gradient.
 
-How it stays fast and bounded in memory without changing the result: the k-th best score of a target is at
-least the k-th best score among the candidates of a small window around it (a lower bound ``tau``), and the
-score of any candidate in a ``TILE x TILE`` block is at most the score computed from the block's highest
-confidence and the distance from the target to the box around the block's estimates (an upper bound).
-Blocks whose bound is below ``tau`` cannot hold a positive and are skipped; the exact top-k is taken over
-the candidates of the remaining blocks. Work is split into chunks of at most ``chunk_size`` scores, each
-holding whole targets, so chunking never changes which candidates are compared.
+How it stays fast and bounded in memory without changing the result (no Python loop over candidates, types
+or persons; every step is a batched tensor operation over all targets of the batch):
+
+1. A lower bound ``tau`` of each target's k-th best score: the k-th best exact score among a window of
+   ``(ceil(sqrt k) + 2)^2`` candidates around it (any k candidates give one).
+2. Upper bounds by blocks: the score of any candidate in a block of ``TILE_SIZES[0]`` squared candidates is at
+   most the score computed from the block's highest confidence and the distance from the target to a box
+   around the block's estimates (with local refinement, widened by the map's local-offset range). Blocks
+   below ``tau`` are dropped; the survivors are split into ``TILE_SIZES[1]`` blocks and tested again.
+3. The candidates of the surviving finest blocks: first a bound without the local offset, then the exact
+   score (bilinear sample of the local offsets) for those that can still reach ``tau``; the exact top-k of
+   each target is taken over those reaching ``tau`` (there are always at least k: the window's).
+4. Conflicts: each selected candidate goes to the target where its score is highest.
+
+Only the candidates whose score can matter are ever scored, so work and memory grow with the number of
+targets times the candidates near them, not times H * W. Work is split into chunks of about ``chunk_size``
+(target, candidate or block) pairs, each holding whole targets, so chunking never changes the result. The
+pruning bounds hold in floating point (monotone operations, boxes widened by a few ulps, ``tau`` lowered by
+a relative 1e-5), so the result equals a brute-force top-k over all candidates (tests check this).
 """
 
 import math
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, NamedTuple, Tuple
 
 import torch
 from torch import Tensor
 
-from ._keys import descending_key, first_k_per_group
-from .candidates import EstimatesLike, estimate_source, tile_reduce
+from ._keys import descending_key, first_k_per_group, rank_within_sorted_groups
+from .candidates import (
+    CandidateEstimates,
+    EstimatesLike,
+    candidate_grid,
+    estimate_source,
+    sample_bilinear,
+    take,
+    tile_reduce,
+)
 from .scoring import RankingScore
 
 __all__ = ["AnchorAssignment", "assign_adaptive_anchors", "usable_targets", "DEFAULT_CHUNK_SIZE"]
 
-#: Default bound on the (target, candidate) scores held at once: 4M float32 scores (16 MiB per array).
-DEFAULT_CHUNK_SIZE = 1 << 22
-#: Side of the candidate blocks that are pruned together, candidates.
-TILE = 8
+#: Default bound on the (target, candidate or block) pairs scored at once: 256K, so that the working arrays
+#: stay in the CPU cache (larger chunks are slower on CPU, not faster). Memory per chunk is a few MiB.
+DEFAULT_CHUNK_SIZE = 1 << 18
+#: Block sides of the pruning levels, coarse to fine (each divides the previous), candidates.
+TILE_SIZES = (16, 4)
 
 
 @dataclass
@@ -165,10 +186,11 @@ def assign_adaptive_anchors(
             return AnchorAssignment((batch, types, height, width), empty, empty, empty.float(), used)
         problem = _Problem(
             confidence=confidence.detach().reshape(-1),
-            source=source,
+            estimates=_Estimates(source, height, width),
             ranking=ranking,
             row_map=torch.div(rows, num_targets, rounding_mode="floor"),
-            row_target=targets.detach().reshape(-1, 2)[rows].float(),
+            row_x=targets.detach()[..., 0].reshape(-1)[rows].float(),
+            row_y=targets.detach()[..., 1].reshape(-1)[rows].float(),
             height=height,
             width=width,
             k=min(topk, plane),
@@ -186,70 +208,215 @@ def assign_adaptive_anchors(
         )
 
 
+class _Estimates:
+    """What the assignment needs of the estimates, without gradient: the points before local refinement
+    (A + coarse offset) as an (M, 2, H, W) float32 tensor, and the local refinement at given points with
+    bounds on it (``local`` is None without local refinement)."""
+
+    def __init__(self, source, height: int, width: int):
+        self.local = None
+        self.plane = height * width
+        if isinstance(source, CandidateEstimates):
+            coarse = source.coarse_offsets.detach().reshape(-1, 2, height, width).float()
+            anchors = candidate_grid(height, width, device=coarse.device).permute(2, 0, 1)
+            self.points = coarse + anchors  # the same float operation as CandidateEstimates.at
+            if source.local_offsets is not None:
+                self.local = source.local_offsets.detach().reshape(-1, 2, height, width).float()
+                flat = self.local.reshape(self.local.shape[0], 2, -1)
+                lo, hi = flat.amin(dim=2), flat.amax(dim=2)
+                # bilinear samples lie within [lo, hi] up to rounding: widen a little
+                self.local_range = (_widen_down(lo[:, 0]), _widen_up(hi[:, 0]), _widen_down(lo[:, 1]), _widen_up(hi[:, 1]))
+        else:
+            self.points = torch.stack((source._x.float(), source._y.float()), dim=1)
+
+    def at(self, map_index: Tensor, candidate: Tensor) -> Tuple[Tensor, Tensor]:
+        """Points before local refinement of candidates (...) of maps (...) -> (x, y)."""
+        base = map_index * (2 * self.plane) + candidate
+        return take(self.points, base), take(self.points, base + self.plane)
+
+    def refine(self, map_index: Tensor, x: Tensor, y: Tensor):
+        local_x, local_y = sample_bilinear(self.local, map_index, x, y)
+        return x + local_x, y + local_y
+
+
+def _widen_down(value: Tensor) -> Tensor:
+    return value - (value.abs() * 1e-5 + 1e-5)
+
+
+def _widen_up(value: Tensor) -> Tensor:
+    return value + (value.abs() * 1e-5 + 1e-5)
+
+
+class _Level:
+    """Bounds of one block size: per block, the highest confidence and a box around the estimates.
+
+    Attributes: ``size`` (block side, candidates), ``grid`` (blocks per column and row), and (M, blocks)
+    float32 arrays ``max_confidence``, ``x_min``, ``x_max``, ``y_min``, ``y_max`` (feature-map px).
+    """
+
+    def __init__(self, size, grid, max_confidence, x_min, x_max, y_min, y_max):
+        self.size, self.grid = size, grid
+        self.max_confidence = max_confidence.reshape(max_confidence.shape[0], -1)
+        self.boxes = [box.reshape(box.shape[0], -1) for box in (x_min, x_max, y_min, y_max)]
+
+    @property
+    def count(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @classmethod
+    def build(cls, confidence: Tensor, estimates: _Estimates, sizes: Tuple[int, ...]) -> List["_Level"]:
+        """Levels for ``sizes`` (coarse to fine), each reduced from the next finer one."""
+        finest = sizes[-1]
+        points = estimates.points.reshape(-1, *estimates.points.shape[2:])  # (M * 2, H, W)
+        low = tile_reduce(points, finest, largest=False).unflatten(0, (-1, 2))
+        high = tile_reduce(points, finest, largest=True).unflatten(0, (-1, 2))
+        grids = [tile_reduce(confidence, finest, largest=True), low[:, 0], high[:, 0], low[:, 1], high[:, 1]]
+        levels = [grids]
+        for coarse, fine in zip(sizes[-2::-1], sizes[:0:-1]):
+            factor = coarse // fine
+            levels.insert(0, [tile_reduce(g, factor, largest=i != 1 and i != 3) for i, g in enumerate(levels[0])])
+        out = []
+        for size, (max_confidence, x_min, x_max, y_min, y_max) in zip(sizes, levels):
+            boxes = [x_min, x_max, y_min, y_max]
+            if estimates.local is not None:
+                boxes = [box + bound[:, None, None] for box, bound in zip(boxes, estimates.local_range)]
+            boxes = [_widen_down(boxes[0]), _widen_up(boxes[1]), _widen_down(boxes[2]), _widen_up(boxes[3])]
+            out.append(cls(size, tuple(max_confidence.shape[1:]), max_confidence, *boxes))
+        return out
+
+
 @dataclass
 class _Problem:
     """One batch's assignment: rows are the usable targets, in (map, target) order."""
 
     confidence: Tensor  # (M * H * W,) float
-    source: object  # estimate_source(...)
+    estimates: _Estimates
     ranking: RankingScore
     row_map: Tensor  # (R,) long
-    row_target: Tensor  # (R, 2) float32, feature-map px
+    row_x: Tensor  # (R,) float32, target x, feature-map px
+    row_y: Tensor  # (R,) float32, target y
     height: int
     width: int
     k: int
 
     def rank(self, row: Tensor, candidate: Tensor) -> Tensor:
-        """Ranking scores (see RankingScore) of candidates (r, n) for rows (r, 1) -> (r, n) float32."""
-        map_index = self.row_map[row]
-        confidence = self.confidence[map_index * (self.height * self.width) + candidate]
-        x, y = self.source.at(map_index, candidate)
-        target = self.row_target[row]
-        penalty = self.ranking.penalty(x.float() - target[..., 0], y.float() - target[..., 1])
+        """Exact ranking scores (see RankingScore) of candidates (r, n) for rows (r, 1) -> (r, n) float32."""
+        map_index = take(self.row_map, row)
+        x, y = self.estimates.at(map_index, candidate)
+        if self.estimates.local is not None:
+            x, y = self.estimates.refine(map_index.expand_as(x), x, y)
+        confidence = take(self.confidence, map_index * (self.height * self.width) + candidate)
+        return self._score(confidence, x, y, take(self.row_x, row), take(self.row_y, row))
+
+    def _score(self, confidence: Tensor, x: Tensor, y: Tensor, target_x: Tensor, target_y: Tensor) -> Tensor:
+        penalty = self.ranking.penalty(x - target_x, y - target_y)
         return self.ranking.combine(self.ranking.confidence_term(confidence), penalty)
 
     def select(self, chunk_size: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """Exact top-k candidates of every row: (row, candidate, rank) triples, k per row, by row."""
+        """Exact top-k candidates of every row: (row, candidate, rank) triples, at most k per row."""
         num_rows = self.row_map.numel()
         device = self.row_map.device
-        tiles_y, tiles_x = math.ceil(self.height / TILE), math.ceil(self.width / TILE)
         maps = self.confidence.reshape(-1, self.height, self.width)
-        tile_max_confidence = tile_reduce(maps, TILE, largest=True).reshape(maps.shape[0], -1)
-        boxes = [box.reshape(box.shape[0], -1) for box in self.source.tile_boxes(TILE)]
+        self.levels = _Level.build(maps, self.estimates, TILE_SIZES)
+        self.chunk_size = chunk_size
         window = self._window_offsets()
-        rows_per_chunk = max(1, chunk_size // max(tiles_y * tiles_x, window[0].numel()))
-        pair_rows: List[Tensor] = []
-        pair_tiles: List[Tensor] = []
-        thresholds: List[Tensor] = []
-        for start in range(0, num_rows, rows_per_chunk):
-            row = torch.arange(start, min(start + rows_per_chunk, num_rows), device=device)
-            threshold = self._lower_bound(row, window)
-            bound = self._upper_bounds(row, tile_max_confidence, boxes)
-            pair = (bound >= threshold[:, None]).nonzero()
-            pair_rows.append(row[pair[:, 0]])
-            pair_tiles.append(pair[:, 1])
-            thresholds.append(threshold)
-        pair_row, pair_tile, threshold = torch.cat(pair_rows), torch.cat(pair_tiles), torch.cat(thresholds)
+        first = self.levels[0]
+        rows_per_chunk = max(1, chunk_size // max(first.count, window[0].numel()))
+        thresholds = [
+            self._lower_bound(torch.arange(lo, min(lo + rows_per_chunk, num_rows), device=device), window)
+            for lo in range(0, num_rows, rows_per_chunk)
+        ]
+        self.threshold = torch.cat(thresholds)
+        self.results = []
+        all_blocks = torch.arange(first.count, device=device)
+        for lo in range(0, num_rows, rows_per_chunk):
+            row = torch.arange(lo, min(lo + rows_per_chunk, num_rows), device=device)[:, None]
+            keep = self._block_bounds(first, row, all_blocks[None, :]) >= take(self.threshold, row)
+            pair = keep.nonzero()
+            self._descend(0, row[pair[:, 0], 0], pair[:, 1])
+        if not self.results:  # only with non-finite scores
+            empty = self.row_map.new_zeros(0)
+            return empty, empty, self.row_x.new_zeros(0)
+        return tuple(torch.cat(parts) for parts in zip(*self.results))
 
-        offsets, offset_valid = self._tile_offsets(device)
-        tile_start = (
-            torch.div(pair_tile, tiles_x, rounding_mode="floor") * (TILE * self.width) + (pair_tile % tiles_x) * TILE
-        )
-        results = []
-        for lo, hi in _chunks_by_row(pair_row, num_rows, max(1, chunk_size // offsets.numel())):
-            row = pair_row[lo:hi, None]
-            candidate = tile_start[lo:hi, None] + offsets
-            if offset_valid is not None:  # blocks cut by the map's bottom or right edge
-                valid = offset_valid[pair_tile[lo:hi]]
-                candidate = torch.where(valid, candidate, 0)
-            rank = self.rank(row, candidate)
-            keep = rank >= threshold[row]
-            if offset_valid is not None:
-                keep &= valid
-            row, candidate, rank = row.expand_as(candidate)[keep], candidate[keep], rank[keep]
-            best = first_k_per_group(row, descending_key(rank, candidate), self.k)
-            results.append((row[best], candidate[best], rank[best]))
-        return tuple(torch.cat(parts) for parts in zip(*results))
+    def _descend(self, depth: int, row: Tensor, block: Tensor) -> None:
+        """Refine surviving (row, block) pairs of level ``depth`` (sorted by row) down to candidates."""
+        level = self.levels[depth]
+        if depth + 1 == len(self.levels):
+            children, valid = _children(level.grid, level.size, self.width, (self.height, self.width), block.device)
+            per_pair = level.size**2
+        else:
+            finer = self.levels[depth + 1]
+            children, valid = _children(level.grid, level.size // finer.size, finer.grid[1], finer.grid, block.device)
+            per_pair = (level.size // finer.size) ** 2
+        for lo, hi in _chunks_by_row(row, self.row_map.numel(), max(1, self.chunk_size // per_pair)):
+            chunk_row, chunk_block = row[lo:hi, None], block[lo:hi]
+            child = take(children.start, chunk_block)[:, None] + children.offsets
+            child_valid = None if valid is None else valid[chunk_block]
+            if child_valid is not None:
+                child = torch.where(child_valid, child, 0)
+            if depth + 1 == len(self.levels):
+                self._select_candidates(chunk_row, child, child_valid)
+                continue
+            keep = self._block_bounds(finer, chunk_row, child) >= take(self.threshold, chunk_row)
+            if child_valid is not None:
+                keep &= child_valid
+            self._descend(depth + 1, chunk_row.expand_as(child)[keep], child[keep])
+
+    def _block_bounds(self, level: _Level, row: Tensor, block: Tensor) -> Tensor:
+        """(p, c) the highest rank any candidate of each block (p, c) can reach for its row (p, 1)."""
+        flat = take(self.row_map, row) * level.count + block
+        x_min, x_max, y_min, y_max = (take(box, flat) for box in level.boxes)
+        tx, ty = take(self.row_x, row), take(self.row_y, row)
+        gap_x = torch.clamp(torch.maximum(x_min - tx, tx - x_max), min=0)
+        gap_y = torch.clamp(torch.maximum(y_min - ty, ty - y_max), min=0)
+        confidence_term = self.ranking.confidence_term(take(level.max_confidence, flat))
+        return self.ranking.combine(confidence_term, self.ranking.penalty(gap_x, gap_y))
+
+    def _select_candidates(self, row: Tensor, candidate: Tensor, keep) -> None:
+        """Top-k of the candidates (p, n) of rows (p, 1) -- all of each row's candidates are in this call."""
+        row, candidate, rank = self._candidates_above(row, candidate, keep)
+        if row.numel() == 0:
+            return
+        key = descending_key(rank, candidate)
+        slot = rank_within_sorted_groups(row)
+        first_row = row[0]
+        local_row = row - first_row
+        table = torch.full((int(local_row[-1]) + 1, int(slot.max()) + 1), _NO_KEY, dtype=torch.long, device=row.device)
+        table[local_row, slot] = key
+        entry = torch.full_like(table, -1)
+        entry[local_row, slot] = torch.arange(row.numel(), device=row.device)
+        top_key, top_slot = table.topk(min(self.k, table.shape[1]), dim=1)
+        chosen = entry.gather(1, top_slot)[top_key != _NO_KEY]
+        self.results.append((row[chosen], candidate[chosen], rank[chosen]))
+
+    def _candidates_above(self, row: Tensor, candidate: Tensor, keep):
+        """Exact ranks of the candidates (p, n) of rows (p, 1) that reach their row's threshold, flattened."""
+        row = row.expand_as(candidate)
+        map_index = take(self.row_map, row)
+        x, y = self.estimates.at(map_index, candidate)
+        confidence = take(self.confidence, map_index * (self.height * self.width) + candidate)
+        tx, ty, threshold = take(self.row_x, row), take(self.row_y, row), take(self.threshold, row)
+        if self.estimates.local is not None:
+            # Before sampling the local offsets, drop candidates that cannot reach the threshold whatever
+            # local offset (within the map's range) they get.
+            lo_x, hi_x, lo_y, hi_y = (take(bound, map_index) for bound in self.estimates.local_range)
+            gap_x = torch.clamp(torch.maximum((x + lo_x) - tx, tx - (x + hi_x)), min=0)
+            gap_y = torch.clamp(torch.maximum((y + lo_y) - ty, ty - (y + hi_y)), min=0)
+            reach = self.ranking.combine(self.ranking.confidence_term(confidence), self.ranking.penalty(gap_x, gap_y))
+            possible = reach >= threshold
+            keep = possible if keep is None else keep & possible
+            index = keep.reshape(-1).nonzero().squeeze(1)
+            row, candidate, map_index, x, y, confidence, tx, ty, threshold = (
+                take(v, index) for v in (row, candidate, map_index, x, y, confidence, tx, ty, threshold)
+            )
+            x, y = self.estimates.refine(map_index, x, y)
+            keep = None
+        rank = self._score(confidence, x, y, tx, ty)
+        above = rank >= threshold
+        keep = above if keep is None else keep & above
+        index = keep.reshape(-1).nonzero().squeeze(1)
+        return take(row, index), take(candidate, index), take(rank, index)
 
     def _window_offsets(self) -> Tuple[Tensor, int, int]:
         """Flat offsets of a window of at least k candidates, and its height and width."""
@@ -267,36 +434,38 @@ class _Problem:
     def _lower_bound(self, row: Tensor, window: Tuple[Tensor, int, int]) -> Tensor:
         """(r,) a value no larger than the k-th best rank of each row, with slack for rounding."""
         offsets, win_h, win_w = window
-        target = self.row_target[row]
-        top = (target[:, 1].floor().clamp(-1, self.height) - win_h // 2).clamp(0, self.height - win_h).long()
-        left = (target[:, 0].floor().clamp(-1, self.width) - win_w // 2).clamp(0, self.width - win_w).long()
+        target_x, target_y = take(self.row_x, row), take(self.row_y, row)
+        top = (target_y.floor().clamp(-1, self.height) - win_h // 2).clamp(0, self.height - win_h).long()
+        left = (target_x.floor().clamp(-1, self.width) - win_w // 2).clamp(0, self.width - win_w).long()
         candidate = (top * self.width + left)[:, None] + offsets
         rank = self.rank(row[:, None], candidate)
         kth = rank.topk(self.k, dim=1).values[:, -1]
         return kth - (kth.abs() * 1e-5 + 1e-5)
 
-    def _upper_bounds(self, row: Tensor, tile_max_confidence: Tensor, boxes) -> Tensor:
-        """(r, tiles) the highest rank any candidate of each block can reach for each row."""
-        map_index = self.row_map[row]
-        x_min, x_max, y_min, y_max = (box[map_index] for box in boxes)
-        target = self.row_target[row]
-        tx, ty = target[:, 0, None], target[:, 1, None]
-        gap_x = torch.clamp(torch.maximum(x_min - tx, tx - x_max), min=0)
-        gap_y = torch.clamp(torch.maximum(y_min - ty, ty - y_max), min=0)
-        confidence_term = self.ranking.confidence_term(tile_max_confidence[map_index])
-        return self.ranking.combine(confidence_term, self.ranking.penalty(gap_x, gap_y))
 
-    def _tile_offsets(self, device) -> Tuple[Tensor, object]:
-        """Flat offsets of the candidates of a block from its first one, and (tiles, TILE^2) validity or None."""
-        dy, dx = torch.meshgrid(torch.arange(TILE, device=device), torch.arange(TILE, device=device), indexing="ij")
-        offsets = (dy * self.width + dx).reshape(-1)
-        if self.height % TILE == 0 and self.width % TILE == 0:
-            return offsets, None
-        tiles_y, tiles_x = math.ceil(self.height / TILE), math.ceil(self.width / TILE)
-        ty = torch.arange(tiles_y, device=device)[:, None, None] * TILE + dy.reshape(-1)
-        tx = torch.arange(tiles_x, device=device)[None, :, None] * TILE + dx.reshape(-1)
-        valid = (ty < self.height) & (tx < self.width)
-        return offsets, valid.reshape(tiles_y * tiles_x, -1)
+_NO_KEY = -(1 << 63)
+
+
+class _Children(NamedTuple):
+    start: Tensor  # (blocks,) flat index of each block's first child
+    offsets: Tensor  # (children,) flat offsets of the children from the first
+
+
+def _children(grid, factor: int, child_width: int, child_grid, device) -> Tuple[_Children, object]:
+    """Children of every block of a ``grid``: ``factor x factor`` finer blocks (or candidates, factor = block
+    side, child_width = W), with a (blocks, children) validity mask where blocks overhang, else None."""
+    rows, cols = grid
+    block_row = torch.arange(rows, device=device)[:, None] * factor
+    block_col = torch.arange(cols, device=device)[None, :] * factor
+    start = (block_row * child_width + block_col).reshape(-1)
+    dy, dx = torch.meshgrid(torch.arange(factor, device=device), torch.arange(factor, device=device), indexing="ij")
+    offsets = (dy * child_width + dx).reshape(-1)
+    if rows * factor == child_grid[0] and cols * factor == child_grid[1]:
+        return _Children(start, offsets), None
+    child_row = block_row.reshape(rows, 1, 1) + dy.reshape(1, 1, -1)
+    child_col = block_col.reshape(1, cols, 1) + dx.reshape(1, 1, -1)
+    valid = (child_row < child_grid[0]) & (child_col < child_grid[1])
+    return _Children(start, offsets), valid.reshape(rows * cols, -1)
 
 
 def _chunks_by_row(pair_row: Tensor, num_rows: int, max_pairs: int) -> List[Tuple[int, int]]:

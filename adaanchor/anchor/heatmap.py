@@ -73,34 +73,54 @@ def heatmap_targets(
         first = torch.ceil(point - 0.5 - reach[:, None]).long()  # first pixel within reach, per axis
         pixel = first[:, :, None] + torch.arange(side, device=device)  # (R, 2, side) pixel indices
         offset = pixel.float() + 0.5 - point[:, :, None]
-        within = (offset.abs() <= reach[:, None, None]) & (pixel >= 0)
-        within &= pixel < torch.tensor([width, height], device=device)[None, :, None]
-        gauss = torch.exp(-(offset * offset) / (2 * row_sigma[:, None, None] ** 2))
-        values = gauss[:, 1, :, None] * gauss[:, 0, None, :]  # (R, side_y, side_x)
-        mask = within[:, 1, :, None] & within[:, 0, None, :]
+        size = torch.tensor([width, height], device=device)[None, :, None]
+        within = (offset.abs() <= reach[:, None, None]) & (pixel >= 0) & (pixel < size)
+        gauss = torch.exp(-(offset * offset) / (2 * row_sigma[:, None, None] ** 2)) * within
+        pixel = torch.minimum(pixel.clamp(min=0), size - 1)  # pixels outside get value 0 (see below)
         map_index = torch.div(rows, num_targets, rounding_mode="floor")
         index = map_index[:, None, None] * plane + pixel[:, 1, :, None] * width + pixel[:, 0, None, :]
-        index, values = index[mask], values[mask]
-        heatmap.scatter_reduce_(0, index, values, reduce="amax")
-        weight[index] = 1.0
+        # Maximum-merge; entries outside a window carry 0 (and, for the weight, background_weight), which
+        # never changes a maximum over values >= 0 (>= background_weight), so they need not be removed.
+        heatmap.scatter_reduce_(0, index.reshape(-1), (gauss[:, 1, :, None] * gauss[:, 0, None, :]).reshape(-1), "amax")
+        inside = (within[:, 1, :, None] & within[:, 0, None, :]).reshape(-1)
+        if background_weight <= 1:
+            weight.scatter_reduce_(0, index.reshape(-1), torch.where(inside, 1.0, float(background_weight)), "amax")
+        else:
+            weight[index.reshape(-1)[inside]] = 1.0
     return heatmap.view(shape), weight.view(shape)
 
 
+#: Elements per block of the loss pass on CPU: blocks stay in cache.
+CPU_BLOCK = 1 << 17
+
+
 class _WeightedSquaredErrorMean(torch.autograd.Function):
-    """mean(weight * (pred - target)^2), differentiable w.r.t. pred only, with two map-sized temporaries."""
+    """mean(weight * (pred - target)^2), differentiable w.r.t. pred only.
+
+    The forward pass also computes the gradient, block by block, and keeps only it (one map-sized tensor).
+    """
 
     @staticmethod
     def forward(ctx, pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-        diff = pred.detach() - target
-        weighted = diff * weight
-        ctx.save_for_backward(weighted)
-        ctx.scale = 2.0 / diff.numel()
-        return torch.dot(weighted.reshape(-1), diff.reshape(-1)) / diff.numel()
+        ctx.pred_shape = pred.shape
+        p, t, w = (v.detach().reshape(-1) for v in (pred, target, weight))
+        count = p.numel()
+        grad = torch.empty_like(p)
+        block = count if p.is_cuda else CPU_BLOCK
+        sums = []
+        for start in range(0, count, block):
+            end = start + block
+            diff = p[start:end] - t[start:end]
+            weighted = torch.mul(diff, w[start:end], out=grad[start:end])
+            sums.append(torch.dot(weighted, diff))
+        grad.mul_(2.0 / count)
+        ctx.save_for_backward(grad)
+        return torch.stack(sums).sum() / count if sums else p.new_zeros(())
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
-        (weighted,) = ctx.saved_tensors
-        return weighted * (grad_loss * ctx.scale), None, None
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_loss).view(ctx.pred_shape), None, None
 
 
 def heatmap_loss(pred: Tensor, heatmap: Tensor, weight: Tensor) -> Tensor:

@@ -33,8 +33,15 @@ __all__ = ["adaanchor_losses", "sparse_target_focal_loss"]
 _TINY = torch.finfo(torch.float32).tiny
 
 
+#: Elements per block of the dense loss passes on CPU: blocks stay in cache (a several-fold speed-up).
+CPU_BLOCK = 1 << 17
+
+
 class _SparseTargetFocalLoss(torch.autograd.Function):
-    """Sum of the sigmoid focal loss over all logits, with target 1 at ``positive_index`` and 0 elsewhere."""
+    """Sum of the sigmoid focal loss over all logits, with target 1 at ``positive_index`` and 0 elsewhere.
+
+    The forward pass also computes the gradient (closed form), block by block, and keeps only it.
+    """
 
     @staticmethod
     def forward(ctx, logits: Tensor, positive_index: Tensor, alpha: float, gamma: float) -> Tensor:
@@ -42,34 +49,36 @@ class _SparseTargetFocalLoss(torch.autograd.Function):
         x = logits.detach().reshape(-1)
         weight_neg = 1.0 - alpha if alpha >= 0 else 1.0
         weight_pos = alpha if alpha >= 0 else 1.0
-        p = torch.sigmoid(x)
-        q = torch.sigmoid(torch.neg(x))  # 1 - p, accurate for large logits
-        log_q = q.clamp(min=_TINY).log_()  # -softplus(x): the target-0 cross entropy is -log_q
-        p_gamma = p * p if gamma == 2 else p.pow(gamma)
-        loss = torch.dot(p_gamma, log_q).neg_() * weight_neg
+        grad = torch.empty_like(x)
+        block = x.numel() if x.is_cuda else CPU_BLOCK
+        sums = []
+        for start in range(0, x.numel(), block):
+            xb = x[start : start + block]
+            p = torch.sigmoid(xb)
+            q = torch.sigmoid(torch.neg(xb))  # 1 - p, accurate for large logits
+            log_q = q.clamp(min=_TINY).log_()  # -softplus(x): the target-0 cross entropy is -log_q
+            p_gamma = p * p if gamma == 2 else p.pow(gamma)
+            sums.append(torch.dot(p_gamma, log_q))
+            # d/dx [p^g softplus(x)] = p^g (p + g q softplus(x))
+            torch.addcmul(p, q, log_q, value=-gamma, out=grad[start : start + block]).mul_(p_gamma)
+        grad.mul_(weight_neg)
+        loss = torch.stack(sums).sum().neg_() * weight_neg if sums else x.new_zeros(())
         if positive_index.numel():
-            p_pos, q_pos, log_q_pos = p[positive_index], q[positive_index], log_q[positive_index]
-            log_p_pos = p_pos.clamp(min=_TINY).log()  # -softplus(-x): the target-1 cross entropy is -log_p
-            as_negative = (p_gamma[positive_index] * log_q_pos).sum() * weight_neg
+            xp = x[positive_index]
+            p_pos, q_pos = torch.sigmoid(xp), torch.sigmoid(-xp)
+            log_p_pos, log_q_pos = p_pos.clamp(min=_TINY).log(), q_pos.clamp(min=_TINY).log()
+            as_negative = (p_pos.pow(gamma) * log_q_pos).sum() * weight_neg
             as_positive = (q_pos.pow(gamma) * log_p_pos).sum() * weight_pos
             loss = loss + as_negative - as_positive
-        ctx.save_for_backward(p, q, log_q, p_gamma, positive_index)
-        ctx.constants = (weight_neg, weight_pos, gamma)
+            # d/dx [q^g softplus(-x)] = -q^g (q + g p softplus(-x))
+            grad[positive_index] = -(q_pos.pow(gamma) * (q_pos - gamma * p_pos * log_p_pos)) * weight_pos
+        ctx.save_for_backward(grad)
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
-        p, q, log_q, p_gamma, positive_index = ctx.saved_tensors
-        weight_neg, weight_pos, gamma = ctx.constants
-        # target 0: d/dx [p^g softplus(x)] = p^g (g q softplus(x) + p)
-        grad = torch.addcmul(p, q, log_q, value=-gamma).mul_(p_gamma).mul_(grad_loss * weight_neg)
-        if positive_index.numel():
-            # target 1: d/dx [q^g softplus(-x)] = -q^g (g p softplus(-x) + q)
-            p_pos, q_pos = p[positive_index], q[positive_index]
-            log_p_pos = p_pos.clamp(min=_TINY).log()
-            grad_pos = -(q_pos.pow(gamma) * (q_pos - gamma * p_pos * log_p_pos)) * (grad_loss * weight_pos)
-            grad[positive_index] = grad_pos
-        return grad.view(ctx.logits_shape), None, None, None
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_loss).view(ctx.logits_shape), None, None, None
 
 
 def sparse_target_focal_loss(logits: Tensor, positive_index: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:

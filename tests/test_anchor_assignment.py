@@ -173,7 +173,8 @@ def test_targets_outside_the_image_within_and_beyond_the_margin():
     assert _positives(result, target=1) == set()
     narrow = assign_adaptive_anchors(conf, est, tgt, valid, topk=3, target_margin=2.0)
     assert narrow.num_positives == 0
-    assert usable_targets(torch.tensor([[[[float("nan"), 1.0]]]]), torch.ones(1, 1, 1, dtype=torch.bool), 5, 5, 8.0).sum() == 0
+    nan_target = torch.tensor([[[[float("nan"), 1.0]]]])
+    assert usable_targets(nan_target, torch.ones(1, 1, 1, dtype=torch.bool), 5, 5, 8.0).sum() == 0
 
 
 def test_no_gradient_through_selection():
@@ -275,4 +276,37 @@ def test_anchor_scores_agree_with_the_assignment_ranking():
     result = assign_adaptive_anchors(conf, est, tgt, valid, topk=5)
     top = set(scores.reshape(-1).topk(5).indices.tolist())
     assert set(result.positive_index.tolist()) == top
-    assert torch.allclose(result.positive_score.sort().values, scores.reshape(-1).topk(5).values.sort().values, rtol=1e-5)
+    expected = scores.reshape(-1).topk(5).values.sort().values
+    assert torch.allclose(result.positive_score.sort().values, expected, rtol=1e-5)
+
+
+def test_crowded_image_chunked_equals_unchunked_with_bounded_work():
+    """40 persons x 17 keypoint types on a 160 x 160 map: small chunks give the same positives."""
+    g = torch.Generator().manual_seed(7)
+    types, size, persons = 17, 160, 40
+    centers = torch.rand(1, 1, persons, 2, generator=g) * size
+    tgt = centers + torch.randn(1, types, persons, 2, generator=g) * 8
+    valid = torch.rand(1, types, persons, generator=g) > 0.15
+    conf = torch.sigmoid(torch.randn(1, types, size, size, generator=g) * 1.5 - 4.6)
+    lazy = CandidateEstimates(torch.randn(1, types, 2, size, size, generator=g) * 3,
+                              torch.randn(1, types, 2, size, size, generator=g) * 0.5)
+    whole = assign_adaptive_anchors(conf, lazy, tgt, valid, chunk_size=1 << 30)
+    small = assign_adaptive_anchors(conf, lazy, tgt, valid, chunk_size=1 << 14)  # dozens of chunks
+    assert whole.num_positives > 10 * persons
+    assert torch.equal(small.positive_index, whole.positive_index)
+    assert torch.equal(small.positive_target, whole.positive_target)
+
+
+def test_defaults_follow_the_config_contract():
+    pytest.importorskip("detectron2")
+    import inspect
+
+    from detectron2.config import get_cfg
+
+    from adaanchor.config import add_adaanchor_config
+
+    cfg = add_adaanchor_config(get_cfg()).MODEL.ADAANCHOR
+    defaults = {k: v.default for k, v in inspect.signature(assign_adaptive_anchors).parameters.items()}
+    assert defaults["topk"] == cfg.TOPK and defaults["kernel"] == cfg.KERNEL
+    assert defaults["kernel_width"] == cfg.KERNEL_WIDTH and defaults["fusion"] == cfg.FUSION
+    assert defaults["target_margin"] == cfg.TARGET_MARGIN and defaults["chunk_size"] == cfg.ASSIGNMENT_CHUNK_SIZE

@@ -225,7 +225,9 @@ class _Estimates:
                 flat = self.local.reshape(self.local.shape[0], 2, -1)
                 lo, hi = flat.amin(dim=2), flat.amax(dim=2)
                 # bilinear samples lie within [lo, hi] up to rounding: widen a little
-                self.local_range = (_widen_down(lo[:, 0]), _widen_up(hi[:, 0]), _widen_down(lo[:, 1]), _widen_up(hi[:, 1]))
+                self.local_range = (
+                    _widen_down(lo[:, 0]), _widen_up(hi[:, 0]), _widen_down(lo[:, 1]), _widen_up(hi[:, 1])
+                )
         else:
             self.points = torch.stack((source._x.float(), source._y.float()), dim=1)
 
@@ -392,8 +394,7 @@ class _Problem:
 
     def _candidates_above(self, row: Tensor, candidate: Tensor, keep):
         """Exact ranks of the candidates (p, n) of rows (p, 1) that reach their row's threshold, flattened."""
-        row = row.expand_as(candidate)
-        map_index = take(self.row_map, row)
+        map_index = take(self.row_map, row)  # per row, broadcast over candidates until compaction
         x, y = self.estimates.at(map_index, candidate)
         confidence = take(self.confidence, map_index * (self.height * self.width) + candidate)
         tx, ty, threshold = take(self.row_x, row), take(self.row_y, row), take(self.threshold, row)
@@ -406,17 +407,20 @@ class _Problem:
             reach = self.ranking.combine(self.ranking.confidence_term(confidence), self.ranking.penalty(gap_x, gap_y))
             possible = reach >= threshold
             keep = possible if keep is None else keep & possible
-            index = keep.reshape(-1).nonzero().squeeze(1)
-            row, candidate, map_index, x, y, confidence, tx, ty, threshold = (
-                take(v, index) for v in (row, candidate, map_index, x, y, confidence, tx, ty, threshold)
-            )
+            pair, column = keep.nonzero().unbind(1)
+            row, candidate = take(row, pair), candidate[pair, column]
+            x, y, confidence = x[pair, column], y[pair, column], confidence[pair, column]
+            map_index, tx, ty, threshold = (take(v, pair) for v in (map_index, tx, ty, threshold))
             x, y = self.estimates.refine(map_index, x, y)
             keep = None
         rank = self._score(confidence, x, y, tx, ty)
         above = rank >= threshold
         keep = above if keep is None else keep & above
-        index = keep.reshape(-1).nonzero().squeeze(1)
-        return take(row, index), take(candidate, index), take(rank, index)
+        if rank.dim() == 1:
+            index = keep.nonzero().squeeze(1)
+            return take(row, index), take(candidate, index), take(rank, index)
+        pair, column = keep.nonzero().unbind(1)
+        return take(row, pair), candidate[pair, column], rank[pair, column]
 
     def _window_offsets(self) -> Tuple[Tensor, int, int]:
         """Flat offsets of a window of at least k candidates, and its height and width."""

@@ -229,7 +229,11 @@ def estimate_source(estimates: EstimatesLike, num_maps: int, height: int, width:
         return estimates
     if not isinstance(estimates, Tensor):
         raise TypeError(f"estimates must be a Tensor or CandidateEstimates, got {type(estimates).__name__}")
-    if estimates.dim() < 3 or tuple(estimates.shape[-3:]) != (height, width, 2) or estimates[..., 0].numel() != num_maps * height * width:
+    if (
+        estimates.dim() < 3
+        or tuple(estimates.shape[-3:]) != (height, width, 2)
+        or estimates[..., 0].numel() != num_maps * height * width
+    ):
         raise ValueError(
             f"estimates must be (..., {height}, {width}, 2) for {num_maps} maps, got {tuple(estimates.shape)}"
         )

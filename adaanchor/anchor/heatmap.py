@@ -81,7 +81,8 @@ def heatmap_targets(
         index = map_index[:, None, None] * plane + pixel[:, 1, :, None] * width + pixel[:, 0, None, :]
         # Maximum-merge; entries outside a window carry 0 (and, for the weight, background_weight), which
         # never changes a maximum over values >= 0 (>= background_weight), so they need not be removed.
-        heatmap.scatter_reduce_(0, index.reshape(-1), (gauss[:, 1, :, None] * gauss[:, 0, None, :]).reshape(-1), "amax")
+        values = gauss[:, 1, :, None] * gauss[:, 0, None, :]  # (R, side_y, side_x)
+        heatmap.scatter_reduce_(0, index.reshape(-1), values.reshape(-1), "amax")
         inside = (within[:, 1, :, None] & within[:, 0, None, :]).reshape(-1)
         if background_weight <= 1:
             weight.scatter_reduce_(0, index.reshape(-1), torch.where(inside, 1.0, float(background_weight)), "amax")
@@ -185,8 +186,10 @@ def decode_heatmap(
             def value(r, c):
                 return flat.gather(1, r * width + c)
 
-            x = x + 0.25 * torch.sign(value(row, (column + 1).clamp(max=width - 1)) - value(row, (column - 1).clamp(min=0)))
-            y = y + 0.25 * torch.sign(value((row + 1).clamp(max=height - 1), column) - value((row - 1).clamp(min=0), column))
+            right, left = value(row, (column + 1).clamp(max=width - 1)), value(row, (column - 1).clamp(min=0))
+            below, above = value((row + 1).clamp(max=height - 1), column), value((row - 1).clamp(min=0), column)
+            x = x + 0.25 * torch.sign(right - left)
+            y = y + 0.25 * torch.sign(below - above)
         positions = torch.stack((x, y), dim=-1) * valid[..., None]
         score = torch.where(valid, score, torch.zeros_like(score))
         index = torch.where(valid, index, torch.full_like(index, -1))

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ._keys import float_order_key, first_k_per_group
 from .assignment import AnchorAssignment
-from .candidates import candidate_positions
+from .candidates import candidate_positions, take
 
 __all__ = ["adaanchor_losses", "sparse_target_focal_loss"]
 
@@ -81,7 +81,9 @@ class _SparseTargetFocalLoss(torch.autograd.Function):
         return (grad * grad_loss).view(ctx.logits_shape), None, None, None
 
 
-def sparse_target_focal_loss(logits: Tensor, positive_index: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+def sparse_target_focal_loss(
+    logits: Tensor, positive_index: Tensor, *, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
     """Summed sigmoid focal loss with target 1 at a few positions and 0 everywhere else.
 
     Equal to ``fvcore.nn.sigmoid_focal_loss(logits, target, alpha, gamma, reduction="sum")`` where ``target``
@@ -157,8 +159,8 @@ def adaanchor_losses(
     base = map_index * (2 * plane) + candidate
     target = targets.reshape(-1, 2)[map_index * num_targets + assignment.positive_target].to(coarse_offsets.dtype)
     wanted = target - candidate_positions(candidate, width, dtype=coarse_offsets.dtype)
-    l1 = (flat_offsets[base] - wanted[:, 0]).abs().sum() + (flat_offsets[base + plane] - wanted[:, 1]).abs().sum()
-    losses["loss_offset"] = l1 * (offset_weight / normaliser)
+    predicted = take(flat_offsets, torch.stack((base, base + plane), dim=1))  # one gather: one dense gradient
+    losses["loss_offset"] = (predicted - wanted).abs().sum() * (offset_weight / normaliser)
 
     if local_offsets is not None:
         if local_offsets.shape != coarse_offsets.shape:
@@ -202,5 +204,5 @@ def _local_offset_loss(local_offsets: Tensor, targets: Tensor, target_used: Tens
         return flat[:0].sum()
     wanted = target[entry_row] - candidate_positions(cell, width)
     base = map_index[entry_row] * (2 * plane) + cell
-    l1 = (flat[base] - wanted[:, 0].to(flat.dtype)).abs().sum() + (flat[base + plane] - wanted[:, 1].to(flat.dtype)).abs().sum()
-    return l1 / location.numel()
+    predicted = take(flat, torch.stack((base, base + plane), dim=1))
+    return (predicted - wanted.to(flat.dtype)).abs().sum() / location.numel()

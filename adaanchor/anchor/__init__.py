@@ -1,0 +1,54 @@
+"""AdaAnchor, the method, framework-free (torch only; fvcore only for reference in tests).
+
+Lengths are in feature-map px throughout: candidate (i, j) of a stride-t map sits at (j + 0.5, i + 0.5)
+feature-map px = ((j + 0.5) t, (i + 0.5) t) input px (:func:`to_feature_px` / :func:`to_input_px`).
+
+Training: ``confidence = sigmoid(logits)``; ``estimates = CandidateEstimates(coarse, local)`` (or the dense
+:func:`refined_estimates`); ``assignment = assign_adaptive_anchors(confidence, estimates, targets, valid)``;
+``losses = adaanchor_losses(logits, coarse, local, assignment, targets, valid)``.
+Inference: :func:`decode_single_target` (m = 1) or :func:`decode_multiple_targets` (gamma, merge, top-m).
+Baseline with the same interfaces: :func:`heatmap_targets`, :func:`heatmap_loss`, :func:`decode_heatmap`.
+"""
+
+from .assignment import DEFAULT_CHUNK_SIZE, AnchorAssignment, assign_adaptive_anchors, usable_targets
+from .candidates import (
+    CandidateEstimates,
+    candidate_grid,
+    candidate_positions,
+    refined_estimates,
+    sample_bilinear,
+    to_feature_px,
+    to_input_px,
+)
+from .decoding import Detections, decode_multiple_targets, decode_single_target, distance_nms
+from .heatmap import decode_heatmap, heatmap_loss, heatmap_targets
+from .losses import adaanchor_losses, sparse_target_focal_loss
+from .scoring import FUSIONS, KERNELS, anchor_scores, fuse_scores, regression_score
+
+__all__ = [
+    "AnchorAssignment",
+    "CandidateEstimates",
+    "DEFAULT_CHUNK_SIZE",
+    "Detections",
+    "FUSIONS",
+    "KERNELS",
+    "adaanchor_losses",
+    "anchor_scores",
+    "assign_adaptive_anchors",
+    "candidate_grid",
+    "candidate_positions",
+    "decode_heatmap",
+    "decode_multiple_targets",
+    "decode_single_target",
+    "distance_nms",
+    "fuse_scores",
+    "heatmap_loss",
+    "heatmap_targets",
+    "refined_estimates",
+    "regression_score",
+    "sample_bilinear",
+    "sparse_target_focal_loss",
+    "to_feature_px",
+    "to_input_px",
+    "usable_targets",
+]

@@ -1,0 +1,121 @@
+"""Decoding: single target, multiple targets (merge on predicted positions before the top-m cut), NMS."""
+
+import torch
+
+from adaanchor.anchor import (
+    CandidateEstimates,
+    candidate_grid,
+    decode_multiple_targets,
+    decode_single_target,
+    distance_nms,
+    refined_estimates,
+)
+
+
+def test_single_target_takes_the_most_confident_candidate():
+    conf = torch.zeros(2, 1, 4, 5)
+    conf[0, 0, 1, 3] = 0.8
+    conf[1, 0, 3, 0] = 0.6
+    conf[1, 0, 2, 2] = 0.6  # tie with (3, 0): the lower flat index (2, 2) wins
+    coarse = torch.zeros(2, 1, 2, 4, 5)
+    coarse[0, 0, :, 1, 3] = torch.tensor([-1.0, 2.0])
+    result = decode_single_target(conf, CandidateEstimates(coarse))
+    assert result.shape == (2, 1, 3)
+    assert result[0, 0].tolist() == [3.5 - 1.0, 1.5 + 2.0, 0.800000011920929]
+    assert result[1, 0].tolist()[:2] == [2.5, 2.5]
+    assert torch.equal(decode_single_target(conf, refined_estimates(coarse)), result)
+
+
+def _two_targets_many_anchors():
+    """Target A = (10.2, 10.4) predicted by 25 anchors (confidence .9 .. .8), target B = (3.1, 3.3) by 5 (.5)."""
+    height = width = 16
+    conf = torch.zeros(1, height, width)
+    est = candidate_grid(height, width).clone()[None]
+    a_cells = [(i, j) for i in range(8, 13) for j in range(8, 13)]
+    for rank, (i, j) in enumerate(a_cells):
+        conf[0, i, j] = 0.9 - rank * 0.004
+        est[0, i, j] = torch.tensor([10.2, 10.4]) + 0.05 * torch.tensor([rank % 3, rank % 2])  # jitter < radius
+    for i, j in [(2, 2), (2, 3), (3, 2), (3, 3), (4, 3)]:
+        conf[0, i, j] = 0.5
+        est[0, i, j] = torch.tensor([3.1, 3.3])
+    return conf, est
+
+
+def test_merge_before_cut_keeps_every_target():
+    conf, est = _two_targets_many_anchors()
+    result = decode_multiple_targets(conf, est, threshold=0.1, merge_radius=2.0, max_detections=2)
+    assert result.valid.tolist() == [[True, True]]
+    assert torch.allclose(result.positions[0], torch.tensor([[10.2, 10.4], [3.1, 3.3]]))
+    assert result.scores[0].tolist()[0] == conf.max().item()
+    assert result.anchor_index[0].tolist() == [8 * 16 + 8, 2 * 16 + 2]  # the best anchor of each target
+    # cutting to m = 2 first would keep two anchors of A and lose B:
+    top2 = conf.reshape(-1).topk(2).indices
+    assert all(conf.reshape(-1)[i] > 0.8 for i in top2)
+
+
+def test_no_merging_radius_keeps_every_candidate_and_padding_is_marked():
+    conf, est = _two_targets_many_anchors()
+    result = decode_multiple_targets(conf, est, threshold=0.1, merge_radius=0.0, max_detections=40)
+    assert result.valid.sum().item() == 30
+    assert (result.anchor_index[0, 30:] == -1).all() and (result.scores[0, 30:] == 0).all()
+    assert (result.scores[0, :29] >= result.scores[0, 1:30]).all()
+
+
+def test_far_apart_anchors_of_one_target_merge_on_predicted_positions():
+    # Two anchors 10 px apart that predict the same point are one detection (max-pooling c would keep both).
+    conf = torch.zeros(1, 1, 12, 12)
+    conf[0, 0, 1, 1] = 0.9
+    conf[0, 0, 10, 10] = 0.7
+    coarse = torch.zeros(1, 1, 2, 12, 12)
+    coarse[0, 0, :, 1, 1] = torch.tensor([4.5, 4.5])  # (1.5, 1.5) -> (6, 6)
+    coarse[0, 0, :, 10, 10] = torch.tensor([-4.0, -4.0])  # (10.5, 10.5) -> (6.5, 6.5)
+    result = decode_multiple_targets(conf, CandidateEstimates(coarse), threshold=0.5, merge_radius=1.0)
+    assert result.valid.sum().item() == 1
+    assert result.positions[0, 0, 0].tolist() == [6.0, 6.0]
+    assert result.anchor_index[0, 0, 0].item() == 1 * 12 + 1
+
+
+def test_lazy_and_dense_estimates_decode_alike_batched():
+    torch.manual_seed(0)
+    conf = torch.rand(2, 3, 10, 11)
+    coarse = torch.randn(2, 3, 2, 10, 11)
+    local = torch.randn(2, 3, 2, 10, 11) * 0.3
+    lazy = decode_multiple_targets(conf, CandidateEstimates(coarse, local), threshold=0.3, max_detections=7)
+    dense = decode_multiple_targets(conf, refined_estimates(coarse, local), threshold=0.3, max_detections=7)
+    assert lazy.positions.shape == (2, 3, 7, 2)
+    for a, b in zip(lazy, dense):
+        assert torch.equal(a, b)
+
+
+def _sequential_greedy(x, y, group, radius):
+    keep = []
+    for i in range(len(x)):
+        if all(
+            group[j] != group[i] or (x[i] - x[j]) ** 2 + (y[i] - y[j]) ** 2 > radius**2 for j in keep
+        ):
+            keep.append(i)
+    return keep
+
+
+def test_distance_nms_equals_sequential_greedy():
+    g = torch.Generator().manual_seed(3)
+    for trial in range(5):
+        n = 300
+        x = torch.rand(n, generator=g) * 20
+        y = torch.rand(n, generator=g) * 20
+        group = torch.randint(0, 3, (n,), generator=g)
+        radius = [0.5, 1.0, 2.0, 3.5, 7.0][trial]
+        keep = distance_nms(x, y, group, radius)
+        assert keep.nonzero().squeeze(1).tolist() == _sequential_greedy(x.tolist(), y.tolist(), group.tolist(), radius)
+
+
+def test_distance_nms_chain():
+    # A chain 0-1-2-3 with spacing 1 < radius 1.5: greedy keeps 0 and 2 (1 suppressed by 0, 3 by 2).
+    x = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    keep = distance_nms(x, torch.zeros(4), torch.zeros(4, dtype=torch.long), 1.5)
+    assert keep.tolist() == [True, False, True, False]
+
+
+def test_nothing_above_threshold():
+    result = decode_multiple_targets(torch.zeros(3, 5, 5), candidate_grid(5, 5).expand(3, 5, 5, 2), threshold=0.5)
+    assert not result.valid.any() and result.positions.shape == (3, 30, 2)

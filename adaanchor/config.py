@@ -65,7 +65,8 @@ def _add_method_config(cfg: CN) -> None:
 def _add_heatmap_anchor_config(cfg: CN) -> None:
     """MODEL.HEATMAP_ANCHOR: the heatmap-anchor baseline used when MODEL.ADAANCHOR.ENABLED is False."""
     cfg.MODEL.HEATMAP_ANCHOR = CN()
-    # Gaussian sigma of a target's heatmap peak, feature-map px (HigherHRNet / DEKR: 2).
+    # Gaussian sigma of an anchor heatmap peak, feature-map px: the keypoint sigma for bottom-up AE (2), the
+    # centre sigma for DEKR (its configs: 4; Base-DEKR.yaml sets it).
     cfg.MODEL.HEATMAP_ANCHOR.SIGMA = 2.0
     # Loss weight of background pixels (target 0) relative to foreground (DEKR: 0.1).
     cfg.MODEL.HEATMAP_ANCHOR.BACKGROUND_WEIGHT = 0.1
@@ -73,6 +74,8 @@ def _add_heatmap_anchor_config(cfg: CN) -> None:
     # Peak extraction: max-pool window (odd, feature-map px) and score threshold.
     cfg.MODEL.HEATMAP_ANCHOR.NMS_KERNEL = 5
     cfg.MODEL.HEATMAP_ANCHOR.TEST_THRESHOLD = 0.01
+    # At most this many peaks per map (DEKR: 30 person centres).
+    cfg.MODEL.HEATMAP_ANCHOR.TEST_MAX_DETECTIONS = 30
 
 
 def _add_data_config(cfg: CN) -> None:
@@ -90,7 +93,7 @@ def _add_dekr_config(cfg: CN) -> None:
     """
     cfg.MODEL.DEKR = CN()
     # Backbone output the heads read (one stride-4 map).
-    cfg.MODEL.DEKR.IN_FEATURE = "hr_cat"
+    cfg.MODEL.DEKR.IN_FEATURE = "hrnet_cat"
     cfg.MODEL.DEKR.NUM_KEYPOINTS = 14
     # Heatmap head (keypoint heatmaps + centre channels): channels of its residual block.
     cfg.MODEL.DEKR.HEATMAP_HEAD_CHANNELS = 32

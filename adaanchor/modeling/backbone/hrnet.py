@@ -374,7 +374,7 @@ def _read_checkpoint(path: str, config_key: str) -> Mapping[str, torch.Tensor]:
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if "Weights only load failed" in str(e):
+        if "Weights only load failed" in str(e) and "Unsupported global" in str(e):
             raise ValueError(
                 f"{where}: torch.load(weights_only=True) refused this file: it holds objects other than "
                 "tensors (e.g. numpy arrays). If you trust it, re-save it as a plain state_dict of tensors "

@@ -11,8 +11,11 @@ from adaanchor.modeling.dekr_blocks import (
     GroupedAdaptiveBlock,
     GroupedConvBlock,
     HeatmapHead,
+    grouped_deform_conv3x3,
     make_norm,
 )
+
+IMPLEMENTATIONS = ["torchvision", "grid_sample"]
 
 
 def _randomise(module: nn.Module, seed: int = 0, std: float = 0.2) -> nn.Module:
@@ -93,13 +96,16 @@ def test_head_parameter_count_equals_official_dekr_heads():
     assert sum(p.numel() for h in heads for p in h.parameters()) == 255_646
 
 
-def _block_pair(norm=""):
+def _block_pair(norm="", implementation="auto"):
     """An adaptive block and a plain block sharing the conv weights and the norm (3 groups of 4 channels)."""
-    adaptive = _randomise(GroupedAdaptiveBlock(4, 3, norm=norm), seed=1)
+    adaptive = _randomise(GroupedAdaptiveBlock(4, 3, norm=norm, implementation=implementation), seed=1)
     plain = GroupedConvBlock(4, 3, norm=norm)
-    plain.load_state_dict({"conv.weight": adaptive.adapt_conv.weight, **{
-        k: v for k, v in adaptive.state_dict().items() if k.startswith("norm.")
-    }})
+    plain.load_state_dict(
+        {
+            "conv.weight": adaptive.adapt_conv.weight,
+            **{k: v for k, v in adaptive.state_dict().items() if k.startswith("norm.")},
+        }
+    )
     return adaptive.eval(), plain.eval()
 
 
@@ -112,8 +118,9 @@ def _set_transform(block: GroupedAdaptiveBlock, matrix, translation):
         block.translation_conv.bias.copy_(torch.tensor(translation, dtype=torch.float32).repeat(block.groups))
 
 
-def test_adaptive_block_with_identity_transform_equals_plain_conv_block():
-    adaptive, plain = _block_pair(norm="BN")
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_adaptive_block_with_identity_transform_equals_plain_conv_block(implementation):
+    adaptive, plain = _block_pair(norm="BN", implementation=implementation)
     _set_transform(adaptive, [[1, 0], [0, 1]], [0, 0])
     x = torch.randn(2, 12, 9, 11)
     assert torch.allclose(adaptive(x), plain(x), atol=1e-5)
@@ -122,9 +129,10 @@ def test_adaptive_block_with_identity_transform_equals_plain_conv_block():
     assert torch.count_nonzero(fresh.sampling_offsets(x)) == 0
 
 
-def test_adaptive_block_dekr_init_samples_the_centre_only():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_adaptive_block_dekr_init_samples_the_centre_only(implementation):
     """DEKR's init (A = 0, t = 0): every tap samples the centre pixel = a 1x1 conv with the summed kernel."""
-    adaptive, _ = _block_pair()
+    adaptive, _ = _block_pair(implementation=implementation)
     _set_transform(adaptive, [[0, 0], [0, 0]], [0, 0])
     x = torch.randn(1, 12, 7, 8)
     summed = adaptive.adapt_conv.weight.sum(dim=(2, 3), keepdim=True)
@@ -133,10 +141,11 @@ def test_adaptive_block_dekr_init_samples_the_centre_only():
     assert torch.count_nonzero(fresh.transform_matrix_conv.bias) == 0
 
 
-def test_adaptive_translation_moves_the_sampling_point():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_adaptive_translation_moves_the_sampling_point(implementation):
     """t = (dy, dx) = (0, 1): every tap reads one pixel further right, i.e. a plain conv whose window is
     shifted right by one (zero padding 0 on the left, 2 on the right); t = (1, 0) shifts it down."""
-    adaptive, plain = _block_pair()
+    adaptive, plain = _block_pair(implementation=implementation)
     x = torch.randn(1, 12, 6, 7)
     for translation, padding in (([0, 1], (0, 2, 1, 1)), ([1, 0], (1, 1, 0, 2))):
         _set_transform(adaptive, [[1, 0], [0, 1]], translation)
@@ -144,11 +153,14 @@ def test_adaptive_translation_moves_the_sampling_point():
         assert torch.allclose(adaptive(x), expected, atol=1e-5), translation
 
 
-@pytest.mark.parametrize("matrix,flip_dims", [([[1, 0], [0, -1]], (-1,)), ([[-1, 0], [0, 1]], (-2,)), ([[0, 1], [1, 0]], None)])
-def test_adaptive_affine_transforms_the_kernel(matrix, flip_dims):
+@pytest.mark.parametrize(
+    "matrix,flip_dims", [([[1, 0], [0, -1]], (-1,)), ([[-1, 0], [0, 1]], (-2,)), ([[0, 1], [1, 0]], None)]
+)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_adaptive_affine_transforms_the_kernel(matrix, flip_dims, implementation):
     """A = diag(1, -1) mirrors the taps left-right (kernel flipped horizontally); diag(-1, 1) up-down;
     [[0, 1], [1, 0]] swaps dy and dx (kernel transposed)."""
-    adaptive, plain = _block_pair()
+    adaptive, plain = _block_pair(implementation=implementation)
     _set_transform(adaptive, matrix, [0, 0])
     w = plain.conv.weight
     kernel = w.transpose(-1, -2) if flip_dims is None else w.flip(flip_dims)
@@ -162,7 +174,9 @@ def _per_keypoint_reference(head: DisentangledOffsetHead, x: torch.Tensor) -> to
     k_total, c = head.num_keypoints, head.transition[0].out_channels // head.num_keypoints
 
     def bn(t, norm, sl):
-        return F.batch_norm(t, norm.running_mean[sl], norm.running_var[sl], norm.weight[sl], norm.bias[sl], eps=norm.eps)
+        return F.batch_norm(
+            t, norm.running_mean[sl], norm.running_var[sl], norm.weight[sl], norm.bias[sl], eps=norm.eps
+        )
 
     feature = torch.relu(bn(F.conv2d(x, head.transition[0].weight), head.transition[1], slice(None)))
     outputs = []
@@ -170,8 +184,18 @@ def _per_keypoint_reference(head: DisentangledOffsetHead, x: torch.Tensor) -> to
         ch = slice(k * c, (k + 1) * c)
         y = feature[:, ch]
         for block in head.blocks:
-            a = F.conv2d(y, block.transform_matrix_conv.weight[4 * k : 4 * k + 4], block.transform_matrix_conv.bias[4 * k : 4 * k + 4], padding=1)
-            t = F.conv2d(y, block.translation_conv.weight[2 * k : 2 * k + 2], block.translation_conv.bias[2 * k : 2 * k + 2], padding=1)
+            a = F.conv2d(
+                y,
+                block.transform_matrix_conv.weight[4 * k : 4 * k + 4],
+                block.transform_matrix_conv.bias[4 * k : 4 * k + 4],
+                padding=1,
+            )
+            t = F.conv2d(
+                y,
+                block.translation_conv.weight[2 * k : 2 * k + 2],
+                block.translation_conv.bias[2 * k : 2 * k + 2],
+                padding=1,
+            )
             taps = []
             for ry in (-1, 0, 1):
                 for rx in (-1, 0, 1):
@@ -185,8 +209,10 @@ def _per_keypoint_reference(head: DisentangledOffsetHead, x: torch.Tensor) -> to
     return torch.cat(outputs, dim=1)
 
 
-def test_grouped_offset_head_equals_per_keypoint_loop():
-    head = _randomise(DisentangledOffsetHead(20, 5, channels_per_keypoint=6, num_blocks=2), seed=3).eval()
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_grouped_offset_head_equals_per_keypoint_loop(implementation):
+    head = DisentangledOffsetHead(20, 5, channels_per_keypoint=6, num_blocks=2, implementation=implementation)
+    head = _randomise(head, seed=3).eval()
     x = torch.randn(2, 20, 10, 12)
     with torch.no_grad():
         grouped, reference = head(x), _per_keypoint_reference(head, x)
@@ -206,3 +232,19 @@ def test_keypoint_branches_are_independent(block, norm):
     assert diff[2:4].min() > 1e-3
     assert diff[[0, 1, 4, 5, 6, 7]].max() == 0
 
+
+def test_deform_conv_implementations_agree_with_gradients():
+    """grid_sample vs torchvision on random sub-pixel offsets, some taps reaching outside the map."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3 * 4, 9, 10, generator=g, requires_grad=True)
+    offsets = (torch.randn(2, 3 * 18, 9, 10, generator=g) * 2.5).requires_grad_()
+    weight = torch.randn(3 * 5, 4, 3, 3, generator=g, requires_grad=True)
+    upstream = torch.randn(2, 15, 9, 10, generator=g)
+    results = []
+    for implementation in IMPLEMENTATIONS:
+        out = grouped_deform_conv3x3(x, offsets, weight, implementation=implementation)
+        results.append((out, *torch.autograd.grad(out, [x, offsets, weight], upstream)))
+    for reference, value in zip(*results):
+        assert torch.allclose(value, reference, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="implementation 'cuda'"):
+        grouped_deform_conv3x3(x, offsets, weight, implementation="cuda")

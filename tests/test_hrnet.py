@@ -128,15 +128,28 @@ def test_parameter_names_and_count_match_official_w32():
     state = HRNet(HRNET_PRESETS["w32"]).state_dict()
     for key, shape in OFFICIAL_W32_KEYS.items():
         assert tuple(state[key].shape) == shape, key
-    absent = ["transition2.0.0.weight", "transition2.1.0.weight", "stage4.3.branches.0.0.conv1.weight",
-              "stage2.0.fuse_layers.0.0.0.weight", "stage2.0.branches.0.0.downsample.0.weight"]
+    absent = [
+        "transition2.0.0.weight",
+        "transition2.1.0.weight",
+        "stage4.3.branches.0.0.conv1.weight",
+        "stage2.0.fuse_layers.0.0.0.weight",
+        "stage2.0.branches.0.0.downsample.0.weight",
+    ]
     assert not [k for k in absent if k in state]
     # The official DEKR W32 model has 29,561,182 parameters (README: 29.6M), 255,646 of them in its heads.
     assert sum(p.numel() for p in HRNet(HRNET_PRESETS["w32"]).parameters()) == 29_561_182 - 255_646
 
 
-@pytest.mark.parametrize("norm,layer", [("BN", nn.BatchNorm2d), ("SyncBN", nn.SyncBatchNorm), ("GN", nn.GroupNorm),
-                                        ("FrozenBN", FrozenBatchNorm2d), ("", nn.Identity)])
+@pytest.mark.parametrize(
+    "norm,layer",
+    [
+        ("BN", nn.BatchNorm2d),
+        ("SyncBN", nn.SyncBatchNorm),
+        ("GN", nn.GroupNorm),
+        ("FrozenBN", FrozenBatchNorm2d),
+        ("", nn.Identity),
+    ],
+)
 def test_norm_options_build(norm, layer):
     backbone = build_backbone(_cfg("w18_small_v1", NORM=norm))
     assert isinstance(backbone.bn1, layer)
@@ -151,7 +164,13 @@ def test_norm_options_build(norm, layer):
 
 @pytest.mark.parametrize(
     "key,value",
-    [("NORM", "LayerNorm2d"), ("OUT_FEATURES", ["res5"]), ("NUM_MODULES", [1, 4]), ("NUM_BLOCKS", [4, 0, 4]), ("WIDTH", 0)],
+    [
+        ("NORM", "LayerNorm2d"),
+        ("OUT_FEATURES", ["res5"]),
+        ("NUM_MODULES", [1, 4]),
+        ("NUM_BLOCKS", [4, 0, 4]),
+        ("WIDTH", 0),
+    ],
 )
 def test_bad_config_names_the_key(key, value):
     with pytest.raises(ValueError, match=f"MODEL.HRNET.{key}"):
@@ -218,7 +237,9 @@ def test_pretrained_unwraps_containers_and_pkl(tmp_path):
 
 def test_pretrained_shape_mismatch_is_reported_not_loaded(tmp_path):
     path, _ = _official_checkpoint(tmp_path, preset="w18_small_v1")
-    target = HRNet(HRNetSpec(width=18, stage1_channels=32, stage1_blocks=1, num_modules=(1, 1, 1), num_blocks=(2, 2, 2)))
+    target = HRNet(
+        HRNetSpec(width=18, stage1_channels=32, stage1_blocks=1, num_modules=(1, 1, 1), num_blocks=(2, 2, 2))
+    )
     report = load_hrnet_pretrained(target, str(path))
     assert "transition1.0.0.weight: file (16, 128, 3, 3) vs model (18, 128, 3, 3)" in report.shape_mismatched
     assert "conv1.weight" in report.loaded  # the stem does not depend on the width

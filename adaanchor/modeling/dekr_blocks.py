@@ -14,11 +14,13 @@ import math
 from typing import Callable, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
 __all__ = [
     "make_norm",
+    "grouped_deform_conv3x3",
     "BasicResidualBlock",
     "GroupedConvBlock",
     "GroupedAdaptiveBlock",
@@ -60,6 +62,52 @@ def make_norm(norm: NormSpec, channels: int, *, groups: int = 1) -> nn.Module:
 
 def _conv3x3(in_channels: int, out_channels: int, *, groups: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, padding=1, groups=groups, bias=False)
+
+
+def grouped_deform_conv3x3(
+    x: torch.Tensor, offsets: torch.Tensor, weight: torch.Tensor, *, implementation: str = "auto"
+) -> torch.Tensor:
+    """3x3 deformable convolution (stride 1, zero padding 1, no bias) with one offset group per conv group.
+
+    Args:
+        x: (B, G * C_in, H, W).
+        offsets: (B, G * 18, H, W), feature-map px, torchvision's layout: group-major, then the 9 taps
+            row-major, then (dy, dx). Tap (ky, kx) of output pixel (i, j) reads x bilinearly at
+            (i + ky - 1 + dy, j + kx - 1 + dx), zero outside the map.
+        weight: (G * C_out, C_in, 3, 3).
+        implementation: "torchvision" (``torchvision.ops.deform_conv2d``: its CUDA kernel is the fast one),
+            "grid_sample" (bilinear sampling of the 9 taps with ``F.grid_sample``, then a grouped 1x1
+            conv over (channel, tap); same result, several times faster on CPU, above all backward, at the cost of a
+            (B, G * C_in, 9, H, W) buffer), "auto" (torchvision on CUDA, grid_sample elsewhere).
+
+    Returns: (B, G * C_out, H, W).
+    """
+    if implementation == "auto":
+        implementation = "torchvision" if x.is_cuda else "grid_sample"
+    if implementation == "torchvision":
+        return deform_conv2d(x, offsets, weight, padding=(1, 1))
+    if implementation != "grid_sample":
+        raise ValueError(f"implementation {implementation!r} unknown: use 'auto', 'torchvision' or 'grid_sample'")
+    b, _, h, w = x.shape
+    groups, c_in = offsets.shape[1] // 18, weight.shape[1]
+    if x.shape[1] != groups * c_in or weight.shape[0] % groups:
+        raise ValueError(
+            f"x {tuple(x.shape)}, offsets {tuple(offsets.shape)} and weight {tuple(weight.shape)} disagree on groups"
+        )
+    offsets = offsets.view(b, groups, 9, 2, h, w)
+    taps = torch.arange(-1, 2, dtype=x.dtype, device=x.device)
+    rows = torch.arange(h, dtype=x.dtype, device=x.device).view(h, 1) + taps.repeat_interleave(3).view(9, 1, 1)
+    cols = torch.arange(w, dtype=x.dtype, device=x.device).view(1, w) + taps.repeat(3).view(9, 1, 1)
+    ys, xs = rows + offsets[:, :, :, 0], cols + offsets[:, :, :, 1]  # (B, G, 9, H, W), px
+    # grid_sample's normalised coordinates with align_corners=False: px p -> (2p + 1) / size - 1
+    grid = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], dim=-1).view(b * groups, 9 * h, w, 2)
+    sampled = F.grid_sample(
+        x.reshape(b * groups, c_in, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # (B * G, C_in, 9 * H, W): channels (g, c), then taps, in memory order
+    # sum over (c, tap) per group = a grouped 1x1 conv with the kernel flattened (c, tap) like the samples
+    return F.conv2d(
+        sampled.view(b, groups * c_in * 9, h, w), weight.reshape(weight.shape[0], c_in * 9, 1, 1), groups=groups
+    )
 
 
 class BasicResidualBlock(nn.Module):
@@ -108,14 +156,22 @@ class GroupedAdaptiveBlock(nn.Module):
     pixel, a 1x1 conv with the summed kernel). Either way the transform and translation weights start at 0.
     Per-group layout matches DEKR's AdaptBlock (``transform_matrix_conv``, ``translation_conv``,
     ``adapt_conv``): DEKR's per-keypoint weights concatenate along the output-channel axis into these.
+    ``implementation``: see :func:`grouped_deform_conv3x3`.
     """
 
     def __init__(
-        self, channels_per_group: int, groups: int, *, norm: NormSpec = "BN", identity_init: bool = True
+        self,
+        channels_per_group: int,
+        groups: int,
+        *,
+        norm: NormSpec = "BN",
+        identity_init: bool = True,
+        implementation: str = "auto",
     ):
         super().__init__()
         channels = channels_per_group * groups
         self.groups = groups
+        self.implementation = implementation
         self.transform_matrix_conv = nn.Conv2d(channels, 4 * groups, 3, padding=1, groups=groups)
         self.translation_conv = nn.Conv2d(channels, 2 * groups, 3, padding=1, groups=groups)
         self.adapt_conv = _conv3x3(channels, channels, groups=groups)  # weights only; applied deformably
@@ -142,7 +198,8 @@ class GroupedAdaptiveBlock(nn.Module):
         return offsets.transpose(2, 3).reshape(b, self.groups * 18, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = deform_conv2d(x, self.sampling_offsets(x), self.adapt_conv.weight, padding=(1, 1))
+        offsets = self.sampling_offsets(x)
+        out = grouped_deform_conv3x3(x, offsets, self.adapt_conv.weight, implementation=self.implementation)
         return torch.relu(x + self.norm(out))
 
 
@@ -197,6 +254,7 @@ class DisentangledOffsetHead(nn.Module):
     [k*C, (k+1)*C) form keypoint k's branch: ``num_blocks`` blocks (``block="adaptive"``: DEKR's adaptive
     convolution, :class:`GroupedAdaptiveBlock`; ``"plain"``: a plain 3x3 conv residual block,
     :class:`GroupedConvBlock`, the ablation / faster option), then a 1x1 conv to 2 channels.
+    ``identity_init`` and ``implementation`` go to the adaptive blocks (:class:`GroupedAdaptiveBlock`).
 
     Input (B, in_channels, H, W); output (B, 2K, H, W): channels 2k, 2k+1 belong to keypoint k (which one is
     x and the units, e.g. feature-map px, are the meta-architecture's choice). Outputs start near 0.
@@ -212,11 +270,15 @@ class DisentangledOffsetHead(nn.Module):
         block: str = "adaptive",
         norm: NormSpec = "BN",
         identity_init: bool = True,
+        implementation: str = "auto",
     ):
         super().__init__()
         k, c = num_keypoints, channels_per_keypoint
         if block == "adaptive":
-            blocks = [GroupedAdaptiveBlock(c, k, norm=norm, identity_init=identity_init) for _ in range(num_blocks)]
+            blocks = [
+                GroupedAdaptiveBlock(c, k, norm=norm, identity_init=identity_init, implementation=implementation)
+                for _ in range(num_blocks)
+            ]
         elif block == "plain":
             blocks = [GroupedConvBlock(c, k, norm=norm) for _ in range(num_blocks)]
         else:

@@ -58,7 +58,7 @@ FEATURE_NAMES = ("hr2", "hr3", "hr4", "hr5", CONCAT_FEATURE)
 
 
 def _branch_feature_name(branch: int) -> str:
-    """"hr2" for the stride-4 branch 0, ..., "hr5" for the stride-32 branch 3."""
+    """ "hr2" for the stride-4 branch 0, ..., "hr5" for the stride-32 branch 3."""
     return f"hr{branch + 2}"
 
 
@@ -103,8 +103,12 @@ class HRNetSpec:
 
 # The official HRNet variants (HRNet-Image-Classification configs; ImageNet weights exist for each).
 HRNET_PRESETS: Dict[str, HRNetSpec] = {
-    "w18_small_v1": HRNetSpec(width=16, stage1_channels=32, stage1_blocks=1, num_modules=(1, 1, 1), num_blocks=(2, 2, 2)),
-    "w18_small_v2": HRNetSpec(width=18, stage1_channels=64, stage1_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2)),
+    "w18_small_v1": HRNetSpec(
+        width=16, stage1_channels=32, stage1_blocks=1, num_modules=(1, 1, 1), num_blocks=(2, 2, 2)
+    ),
+    "w18_small_v2": HRNetSpec(
+        width=18, stage1_channels=64, stage1_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2)
+    ),
     "w18": HRNetSpec(width=18),
     "w32": HRNetSpec(width=32),
     "w48": HRNetSpec(width=48),
@@ -199,9 +203,7 @@ class HighResolutionModule(nn.Module):
 
     def __init__(self, channels: Sequence[int], num_blocks: int, *, norm: str):
         super().__init__()
-        self.branches = nn.ModuleList(
-            [_make_blocks(BasicBlock, c, c, num_blocks, norm) for c in channels]
-        )
+        self.branches = nn.ModuleList([_make_blocks(BasicBlock, c, c, num_blocks, norm) for c in channels])
         self.fuse_layers = nn.ModuleList(
             [
                 nn.ModuleList([self._fuse_layer(channels, j, i, norm) for j in range(len(channels))])
@@ -250,7 +252,9 @@ def _make_transition(previous: Sequence[int], current: Sequence[int], norm: str)
             layers.append(
                 None
                 if previous[b] == out_channels
-                else nn.Sequential(_conv3x3(previous[b], out_channels), _norm(norm, out_channels), nn.ReLU(inplace=True))
+                else nn.Sequential(
+                    _conv3x3(previous[b], out_channels), _norm(norm, out_channels), nn.ReLU(inplace=True)
+                )
             )
             continue
         steps = []
@@ -387,14 +391,16 @@ def _read_checkpoint(path: str, config_key: str) -> Mapping[str, torch.Tensor]:
         if isinstance(data, Mapping) and isinstance(data.get(wrapper), Mapping):
             data = data[wrapper]
     if not isinstance(data, Mapping) or not data:
-        raise ValueError(f"{where}: not a checkpoint: expected a non-empty state_dict (name -> tensor), got {type(data).__name__}")
+        raise ValueError(
+            f"{where}: not a checkpoint: expected a non-empty state_dict (name -> tensor), got {type(data).__name__}"
+        )
     state_dict = {}
     for key, value in data.items():
         if not isinstance(key, str) or not hasattr(value, "shape"):
             raise ValueError(f"{where}: not a checkpoint: entry {key!r} is a {type(value).__name__}, not a tensor")
         state_dict[key] = torch.as_tensor(value)
     if all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+        state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
     return state_dict
 
 

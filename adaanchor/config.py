@@ -109,4 +109,6 @@ def _add_hrnet_config(cfg: CN) -> None:
     # Any of "hr2", "hr3", "hr4", "hr5" (branches, strides 4..32) and "hrnet_cat" (their concat at stride 4).
     cfg.MODEL.HRNET.OUT_FEATURES = ["hrnet_cat"]
     # Local ImageNet checkpoint in the official HRNet naming (e.g. hrnet_w32-36af842e.pth); "" = random init.
+    # Those weights expect RGB normalised as torchvision does: INPUT.FORMAT "RGB",
+    # MODEL.PIXEL_MEAN [123.675, 116.28, 103.53], MODEL.PIXEL_STD [58.395, 57.12, 57.375].
     cfg.MODEL.HRNET.PRETRAINED = ""

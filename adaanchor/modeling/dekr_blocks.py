@@ -146,7 +146,8 @@ class GroupedAdaptiveBlock(nn.Module):
     """``groups`` independent DEKR adaptive-convolution residual blocks, run as one deformable conv.
 
     For each group g and pixel p, two 3x3 convs on the group's channels predict an affine matrix A_g(p)
-    (2x2, entries row-major in channels 4g..4g+3) and a translation t_g(p) (channels 2g, 2g+1). The 3x3
+    (2x2 acting on (dy, dx) column vectors, entries row-major in channels 4g..4g+3) and a translation
+    t_g(p) = (dy, dx) (channels 2g, 2g+1). The 3x3
     kernel's regular sampling grid R (rows: dy, dx of the 9 taps, in {-1, 0, 1}, taps row-major) is moved to
     A R + t, i.e. deformable-conv offsets (A - I) R + t (feature-map px, (dy, dx) per tap). Output:
     ReLU(x + norm(deform_conv3x3(x, offsets))), same shape as x: (B, groups * channels_per_group, H, W).

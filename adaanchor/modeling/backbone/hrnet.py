@@ -58,7 +58,7 @@ FEATURE_NAMES = ("hr2", "hr3", "hr4", "hr5", CONCAT_FEATURE)
 
 
 def _branch_feature_name(branch: int) -> str:
-    """ "hr2" for the stride-4 branch 0, ..., "hr5" for the stride-32 branch 3."""
+    """Output name of branch ``branch``: "hr2" (stride 4) for branch 0, ..., "hr5" (stride 32) for branch 3."""
     return f"hr{branch + 2}"
 
 
@@ -131,8 +131,8 @@ def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
 
-def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
 
 class BasicBlock(nn.Module):

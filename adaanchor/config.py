@@ -19,6 +19,7 @@ def add_adaanchor_config(cfg: CN) -> CN:
     _add_input_config(cfg)
     _add_dekr_config(cfg)
     _add_solver_config(cfg)
+    _add_hrnet_config(cfg)
     return cfg
 
 
@@ -140,3 +141,31 @@ def _add_solver_config(cfg: CN) -> None:
     """SOLVER.OPTIMIZER: Detectron2's default trainer builds SGD only; the papers train with Adam."""
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" or "ADAM" (ADAM uses BASE_LR, WEIGHT_DECAY; BETAS below)
     cfg.SOLVER.ADAM_BETAS = (0.9, 0.999)
+
+
+def _add_hrnet_config(cfg: CN) -> None:
+    """MODEL.HRNET: the HRNet backbone (MODEL.BACKBONE.NAME = "build_hrnet_backbone"); defaults = HRNet-W32.
+
+    Official variants (adaanchor.modeling.backbone.HRNET_PRESETS; ImageNet weights exist for each):
+    w32 (default), w48 (WIDTH 48), w18 (WIDTH 18), w18_small_v2 (WIDTH 18, STAGE1_BLOCKS 2,
+    NUM_MODULES [1, 3, 2], NUM_BLOCKS [2, 2, 2]), w18_small_v1 (WIDTH 16, STAGE1_CHANNELS 32, STAGE1_BLOCKS 1,
+    NUM_MODULES [1, 1, 1], NUM_BLOCKS [2, 2, 2]).
+    """
+    cfg.MODEL.HRNET = CN()
+    # Channels of the stride-4 branch; branch b (stride 4 * 2**b) has WIDTH * 2**b. "hrnet_cat" has 15 * WIDTH.
+    cfg.MODEL.HRNET.WIDTH = 32
+    # Stage 1: STAGE1_BLOCKS bottlenecks of width STAGE1_CHANNELS (output 4 * STAGE1_CHANNELS) at stride 4.
+    cfg.MODEL.HRNET.STAGE1_CHANNELS = 64
+    cfg.MODEL.HRNET.STAGE1_BLOCKS = 4
+    # Stages 2, 3, 4: high-resolution modules per stage, basic blocks per branch in each module.
+    cfg.MODEL.HRNET.NUM_MODULES = [1, 4, 3]
+    cfg.MODEL.HRNET.NUM_BLOCKS = [4, 4, 4]
+    # "BN", "SyncBN", "GN" (gcd(32, channels) groups), "FrozenBN" (only with pretrained weights: from
+    # scratch it diverges), "" (none).
+    cfg.MODEL.HRNET.NORM = "BN"
+    # Any of "hr2", "hr3", "hr4", "hr5" (branches, strides 4..32) and "hrnet_cat" (their concat at stride 4).
+    cfg.MODEL.HRNET.OUT_FEATURES = ["hrnet_cat"]
+    # Local ImageNet checkpoint in the official HRNet naming (e.g. hrnet_w32-36af842e.pth); "" = random init.
+    # Those weights expect RGB normalised as torchvision does: INPUT.FORMAT "RGB",
+    # MODEL.PIXEL_MEAN [123.675, 116.28, 103.53], MODEL.PIXEL_STD [58.395, 57.12, 57.375].
+    cfg.MODEL.HRNET.PRETRAINED = ""

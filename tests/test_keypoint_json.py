@@ -44,7 +44,7 @@ def test_loads_with_detectron2_half_pixel_convention(tmp_path):
     [
         (lambda d: d.pop("annotations"), "no 'annotations' field"),
         (lambda d: d.update(images=[]), "the dataset is empty"),
-        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2] * 2), "annotation id 70 (image id 7): keypoints has 6 values, expected 3 x 3 = 9"),
+        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2] * 2), "annotation id 70 (image id 7): 'keypoints' has 6 numbers, expected 3 x 3 = 9"),
         (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 0, 0, 0, -3, 4, 2]), "annotation id 70 (image id 7): keypoint 2 has a negative coordinate (-3, 4)"),
         (lambda d: d["annotations"][0].update(keypoints=[float("nan"), 2, 2, 0, 0, 0, 3, 4, 2]), "annotation id 70 (image id 7): keypoint 0 is not finite"),
         (lambda d: d["annotations"][0].update(keypoints=[1, 2, 3, 0, 0, 0, 3, 4, 2]), "visibility 3"),

@@ -65,7 +65,6 @@ def validate_keypoint_json(data: Dict[str, Any], json_file: str, num_keypoints: 
         if not (isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0):
             raise KeypointJsonError(f"{json_file}: image id {img_id}: invalid width/height {w!r}/{h!r}")
         sizes[img_id] = (w, h)
-    expected = 3 * num_keypoints
     for ann in data["annotations"]:
         ann_id, img_id = ann.get("id"), ann.get("image_id")
         where = f"{json_file}: annotation id {ann_id} (image id {img_id})"
@@ -76,22 +75,31 @@ def validate_keypoint_json(data: Dict[str, Any], json_file: str, num_keypoints: 
             raise KeypointJsonError(f"{where}: bbox must be 4 finite numbers, got {bbox!r}")
         if ann.get("iscrowd", 0):
             continue  # crowd regions carry a mask, not keypoints
-        kpts = ann.get("keypoints")
-        if not isinstance(kpts, (list, tuple)) or len(kpts) != expected:
-            n = len(kpts) if isinstance(kpts, (list, tuple)) else kpts
-            raise KeypointJsonError(
-                f"{where}: keypoints has {n} values, expected 3 x {num_keypoints} = {expected}"
-            )
-        for k in range(num_keypoints):
-            x, y, v = kpts[3 * k : 3 * k + 3]
-            if not (_finite(x) and _finite(y) and _finite(v)):
-                raise KeypointJsonError(f"{where}: keypoint {k} is not finite: ({x}, {y}, {v})")
-            if v not in (0, 1, 2):
-                raise KeypointJsonError(f"{where}: keypoint {k} has visibility {v}, expected 0, 1 or 2")
-            if v > 0 and (x < -0.5 or y < -0.5):
-                raise KeypointJsonError(
-                    f"{where}: keypoint {k} has a negative coordinate ({x}, {y}) outside the image"
-                )
+        check_ground_truth_keypoints(ann.get("keypoints"), num_keypoints, where)
+
+
+def check_ground_truth_keypoints(keypoints: Any, num_keypoints: int, where: str) -> None:
+    """Check one annotation's keypoint list; raise KeypointJsonError prefixed with ``where``.
+
+    Rules: exactly 3 x ``num_keypoints`` finite numbers; visibility in {0, 1, 2}; a labelled keypoint
+    (v > 0) not left of or above the image. Coordinates are pixel indices, so down to -0.5 is the first
+    pixel's left/top half (continuous 0 to 0.5) and valid; below that is outside the image.
+    Shared by the dataset loader and the evaluator's ground-truth validation.
+    """
+    expected = 3 * num_keypoints
+    if not isinstance(keypoints, (list, tuple)) or len(keypoints) != expected:
+        n = len(keypoints) if isinstance(keypoints, (list, tuple)) else repr(keypoints)[:50]
+        raise KeypointJsonError(
+            f"{where}: 'keypoints' has {n} numbers, expected 3 x {num_keypoints} = {expected} (x, y, visibility)"
+        )
+    for k in range(num_keypoints):
+        x, y, v = keypoints[3 * k : 3 * k + 3]
+        if not (_finite(x) and _finite(y) and _finite(v)):
+            raise KeypointJsonError(f"{where}: keypoint {k} is not finite: ({x}, {y}, {v})")
+        if v not in (0, 1, 2):
+            raise KeypointJsonError(f"{where}: keypoint {k} has visibility {v}, expected 0, 1 or 2")
+        if v > 0 and (x < -0.5 or y < -0.5):
+            raise KeypointJsonError(f"{where}: keypoint {k} has a negative coordinate ({x}, {y}) outside the image")
 
 
 def load_keypoint_json(

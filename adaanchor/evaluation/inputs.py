@@ -21,6 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 from pycocotools.coco import COCO
 
+from adaanchor.data.keypoint_json import check_ground_truth_keypoints
+
 logger = logging.getLogger(__name__)
 
 # How each supported dataset is evaluated: COCO's protocol (pycocotools, object scale = annotation area)
@@ -231,6 +233,9 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
 def _validate_keypoint_list(
     keypoints: Any, num_keypoints: int, where: str, is_ground_truth: bool
 ) -> None:
+    if is_ground_truth:
+        check_ground_truth_keypoints(keypoints, num_keypoints, where)
+        return
     if not isinstance(keypoints, (list, tuple)):
         raise ValueError(
             f"{where}: 'keypoints' must be a list of 3 x {num_keypoints} numbers, got {keypoints!r:.100}"
@@ -238,7 +243,7 @@ def _validate_keypoint_list(
     if len(keypoints) != 3 * num_keypoints:
         raise ValueError(
             f"{where}: 'keypoints' has {len(keypoints)} numbers, expected 3 x {num_keypoints} = "
-            f"{3 * num_keypoints} (x, y, {'visibility' if is_ground_truth else 'score'} per keypoint)"
+            f"{3 * num_keypoints} (x, y, score per keypoint)"
         )
     if not all(_is_number(v) for v in keypoints):
         raise ValueError(f"{where}: 'keypoints' must hold numbers only")
@@ -248,17 +253,6 @@ def _validate_keypoint_list(
         raise ValueError(
             f"{where}: keypoint {int(bad[0])} is not finite: {values[bad[0]].tolist()}"
         )
-    if is_ground_truth:
-        bad = np.flatnonzero((values[:, :2] < 0).any(axis=1))
-        if bad.size:
-            raise ValueError(
-                f"{where}: keypoint {int(bad[0])} has a negative coordinate: {values[bad[0]].tolist()}"
-            )
-        bad = np.flatnonzero(~np.isin(values[:, 2], (0, 1, 2)))
-        if bad.size:
-            raise ValueError(
-                f"{where}: keypoint {int(bad[0])} has visibility {values[bad[0], 2]}, not 0, 1 or 2"
-            )
 
 
 def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTruth) -> List[Dict]:

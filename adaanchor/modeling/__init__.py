@@ -1,0 +1,10 @@
+"""Detectron2 components of AdaAnchor (need Detectron2); importing this package registers them:
+the HRNet backbone (BACKBONE_REGISTRY: ``build_hrnet_backbone``) and the DEKR meta-architecture
+(META_ARCH_REGISTRY: ``DEKR``)."""
+
+from adaanchor.utils.dependencies import require_detectron2
+
+require_detectron2("adaanchor.modeling")
+
+from . import backbone  # noqa: E402,F401  (registers build_hrnet_backbone)
+from .dekr.meta_arch import DEKR  # noqa: E402,F401  (registers DEKR)

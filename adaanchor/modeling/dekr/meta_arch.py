@@ -24,15 +24,16 @@ from adaanchor.utils.dependencies import require_detectron2
 require_detectron2("adaanchor.modeling.dekr")
 
 from detectron2.config import configurable  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.data.detection_utils import create_keypoint_hflip_indices  # noqa: E402
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone  # noqa: E402
 from detectron2.structures import Boxes, ImageList, Instances  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
 
+import adaanchor.data.datasets  # noqa: E402,F401  (the flip test reads the datasets' keypoint flip maps)
 from adaanchor.anchor import heatmap_loss, heatmap_targets  # noqa: E402
 from adaanchor.modeling.dekr.center_proposal import AdaptiveCenterProposal, HeatmapCenterProposal  # noqa: E402
 from adaanchor.modeling.dekr.inference import DEKRInference  # noqa: E402
+from adaanchor.modeling.dekr.postprocess import keypoint_boxes  # noqa: E402
 from adaanchor.modeling.dekr.targets import downsample_ignore_masks, gather_people, offset_targets  # noqa: E402
 from adaanchor.modeling.dekr_blocks import DisentangledOffsetHead, HeatmapHead  # noqa: E402
 
@@ -235,7 +236,7 @@ class DEKR(nn.Module):
             result = Instances((out_h, out_w))
             result.pred_keypoints = poses
             result.scores = scores
-            result.pred_boxes = Boxes(torch.cat([poses[..., :2].amin(dim=1), poses[..., :2].amax(dim=1)], dim=1))
+            result.pred_boxes = Boxes(keypoint_boxes(poses[..., :2]))
             result.pred_classes = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
             results.append({"instances": result})
         return results

@@ -1,5 +1,6 @@
 """DEKR inference: network maps -> scored poses in input px (flip test, multi-scale, pose NMS). torch only."""
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -45,12 +46,29 @@ class DEKRInference:
             poses (N, K, 3): x, y input px (continuous), joint score; scores (N,). Best first, N <= max_people.
         """
         h, w = input_size
-        all_poses, all_scores = [], []
+        scaled_maps = []
         for scale in self.scales:
             scaled, ratio = _rescale(image[..., :h, :w], scale, model.backbone.size_divisibility)
-            maps = self._maps(model, scaled)
-            poses, scores = decode_poses(model.center_proposal, maps)
-            poses[..., :2] = poses[..., :2] * (model.stride / poses.new_tensor(ratio))
+            # keep the cells that cover the image, not the padding (cell j covers input px [j t, (j + 1) t))
+            rows = math.ceil(h * ratio[1] / model.stride)
+            cols = math.ceil(w * ratio[0] / model.stride)
+            maps = {k: v[..., :rows, :cols] for k, v in self._maps(model, scaled).items()}
+            scaled_maps.append((maps, ratio))
+        return self.postprocess(model.center_proposal, scaled_maps, model.stride)
+
+    def postprocess(self, center_proposal, scaled_maps, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Poses of one image from its maps at every test scale: decode, back to input px, pose NMS.
+
+        Args:
+            scaled_maps: a list of (maps, (x ratio, y ratio)) per scale; maps as ``predict_maps`` returns
+                them for a batch of 1, the ratios of the scaled input to the input.
+            stride: the maps' stride, input px.
+        Returns: as :meth:`poses`.
+        """
+        all_poses, all_scores = [], []
+        for maps, ratio in scaled_maps:
+            poses, scores = decode_poses(center_proposal, maps)
+            poses[..., :2] = poses[..., :2] * (stride / poses.new_tensor(ratio))
             all_poses.append(poses)
             all_scores.append(scores)
         poses, scores = torch.cat(all_poses), torch.cat(all_scores)

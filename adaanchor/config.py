@@ -128,7 +128,7 @@ def _add_input_config(cfg: CN) -> None:
     cfg.INPUT.BOTTOM_UP = CN()
     # Side of the square training input, input px.
     cfg.INPUT.BOTTOM_UP.SIZE = 512
-    # Random zoom range; 1 fits the image's longer side to SIZE.
+    # Random zoom range; 1 fits the image's short side to SIZE (as the test-time short-side resize does).
     cfg.INPUT.BOTTOM_UP.SCALE_RANGE = (0.75, 1.5)
     # Uniform rotation in [-MAX_ROTATION, MAX_ROTATION] degrees.
     cfg.INPUT.BOTTOM_UP.MAX_ROTATION = 30.0

@@ -30,10 +30,10 @@ def test_marked_pixel_lands_on_its_transformed_keypoint(flip, rotation):
     assert cx == pytest.approx(x, abs=0.05) and cy == pytest.approx(y, abs=0.05)
 
 
-def test_scale_fits_longer_side_and_rotation_direction():
-    m = bottom_up_affine((50, 100), 200)  # longer side 100 -> 200: zoom 2
+def test_scale_fits_short_side_and_rotation_direction():
+    m = bottom_up_affine((100, 200), 200)  # short side 100 -> 200: zoom 2 (the long side is cropped)
     assert area_scale(m) == pytest.approx(4.0)
-    np.testing.assert_allclose(transform_points([50.0, 25.0], m), [100.0, 100.0])  # centre to centre
+    np.testing.assert_allclose(transform_points([100.0, 50.0], m), [100.0, 100.0])  # centre to centre
     # 90 degrees counter-clockwise on screen: a point right of the centre moves above it
     m = bottom_up_affine((100, 100), 100, rotation_deg=90)
     np.testing.assert_allclose(transform_points([60.0, 50.0], m), [50.0, 40.0], atol=1e-9)

@@ -40,22 +40,23 @@ def _mapper(**kw):
 
 
 def test_keypoints_follow_the_pixels(tmp_path):
-    rec = _image_and_record(tmp_path, [(10.5, 20.5, 2), (60.5, 30.5, 1), (0.0, 0.0, 0)])
+    rec = _image_and_record(tmp_path, [(25.5, 20.5, 2), (50.5, 35.5, 1), (0.0, 0.0, 0)])
     out = _mapper(scale_range=(1.2, 1.2), max_rotation_deg=25.0, max_translation=5.0)(rec)
     img = out["image"].numpy().transpose(1, 2, 0).astype(np.float32).sum(axis=2)
     kpts = out["instances"].gt_keypoints.tensor.numpy()[0]
     for x, y, v in kpts[:2]:  # each labelled keypoint sits on (or next to) its bright pixel
+        assert 1 <= x < 63 and 1 <= y < 63
         xi, yi = int(np.floor(x)), int(np.floor(y))
         assert img[max(yi - 1, 0):yi + 2, max(xi - 1, 0):xi + 2].max() > 0
     assert kpts[2].tolist() == [0.0, 0.0, 0.0]  # unlabelled stays (0, 0, 0)
-    assert out["instances"].gt_areas[0].item() == pytest.approx(1000.0 * (1.2 * 64 / 80) ** 2, rel=1e-5)
+    assert out["instances"].gt_areas[0].item() == pytest.approx(1000.0 * (1.2 * 64 / 60) ** 2, rel=1e-5)
 
 
 def test_flip_swaps_left_and_right_indices(tmp_path):
     rec = _image_and_record(tmp_path, [(10.5, 20.5, 2), (60.5, 30.5, 1), (40.5, 10.5, 2)])
     out = _mapper(flip_prob=1.0)(rec)
     kpts = out["instances"].gt_keypoints.tensor.numpy()[0]
-    s = 64 / 80  # zoom; the image is centred
+    s = 64 / 60  # zoom: the short side (60) spans the input; the image is centred
     # original keypoint 1 (x=60.5) is now index 0, mirrored: x' = 64 - (32 + (60.5 - 40) * s)
     assert kpts[0, 0] == pytest.approx(64 - (32 + (60.5 - 40) * s))
     assert kpts[0, 2] == 1 and kpts[1, 2] == 2  # visibilities travel with their keypoints
@@ -76,11 +77,11 @@ def test_crowd_and_unlabelled_people_become_the_ignore_mask(tmp_path):
     nobody = {"bbox": [60, 40, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0,
               "keypoints": [0] * 9, "num_keypoints": 0, "segmentation": [[60, 40, 70, 40, 70, 50, 60, 50]]}
     rec = _image_and_record(tmp_path, [(30.5, 30.5, 2)] * 3, [crowd, nobody])
-    out = _mapper(input_size=80)(rec)  # 80 px: identity-like, image centred vertically
+    out = _mapper(input_size=60)(rec)  # zoom 1; the 80 px wide image is centred: x' = x - 10, y' = y
     assert len(out["instances"]) == 1
     mask = out["ignore_mask"].numpy()
-    assert mask.dtype == bool and mask.shape == (80, 80)
-    assert mask[10 + 10, 10] and mask[10 + 45, 65] and not mask[10 + 30, 30]
+    assert mask.dtype == bool and mask.shape == (60, 60)
+    assert mask[10, 15 - 10] and mask[45, 65 - 10] and not mask[30, 30 - 10]
 
 
 def test_corrupt_image_skipped_in_training_rejected_in_test(tmp_path, caplog):

@@ -23,9 +23,11 @@ def bottom_up_affine(
 ) -> np.ndarray:
     """The 2x3 matrix of the bottom-up training transform (HigherHRNet / DEKR style).
 
-    The image's centre goes to the output's centre; at ``scale`` 1 the image's longer side fits the
-    ``output_size`` square exactly; then the image is zoomed by ``scale``, rotated by ``rotation_deg``
-    (counter-clockwise on screen), mirrored if ``flip`` and shifted by ``translation`` (output px).
+    The image's centre goes to the output's centre; at ``scale`` 1 the image's *short* side spans the
+    ``output_size`` square (the longer side is cropped), as DEKR's ``SCALE_TYPE: short`` does, so training
+    sees people at the size the test-time short-side resize gives them; then the image is zoomed by
+    ``scale``, rotated by ``rotation_deg`` (counter-clockwise on screen), mirrored if ``flip`` and shifted
+    by ``translation`` (output px).
 
     Args:
         image_size: (height, width) of the source image, image px.
@@ -34,7 +36,7 @@ def bottom_up_affine(
         (2, 3) float64 matrix M with [x_out, y_out] = M @ [x, y, 1] in continuous coordinates.
     """
     h, w = image_size
-    s = scale * output_size / max(h, w)
+    s = scale * output_size / min(h, w)
     a = math.radians(rotation_deg)
     cos, sin = math.cos(a) * s, math.sin(a) * s
     # Rotation by +a counter-clockwise on screen (y points down): x' = cos*x + sin*y, y' = -sin*x + cos*y.

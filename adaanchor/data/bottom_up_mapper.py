@@ -68,7 +68,7 @@ class BottomUpDatasetMapper:
         Args:
             image_format: Detectron2 image format ("BGR", "RGB").
             input_size: side of the square training input, input px.
-            scale_range: (min, max) of the random zoom; 1 fits the image's longer side to ``input_size``.
+            scale_range: (min, max) of the random zoom; 1 fits the image's short side to ``input_size``.
             max_rotation_deg: rotations are uniform in [-max, max] degrees.
             max_translation: shifts are uniform in [-max, max] input px per axis.
             flip_prob: probability of a horizontal flip; needs ``flip_indices`` when > 0.

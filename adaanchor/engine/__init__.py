@@ -8,7 +8,7 @@ require_detectron2("adaanchor.engine")
 import adaanchor.data.datasets  # noqa: E402,F401  (registers the datasets)
 import adaanchor.modeling  # noqa: E402,F401  (registers backbones and meta-architectures)
 
-from .setup import setup_cfg  # noqa: E402
+from .setup import build_cfg, setup_cfg  # noqa: E402
 from .trainer import AdaAnchorTrainer  # noqa: E402
 
-__all__ = ["AdaAnchorTrainer", "setup_cfg"]
+__all__ = ["AdaAnchorTrainer", "build_cfg", "setup_cfg"]

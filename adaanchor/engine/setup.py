@@ -14,27 +14,32 @@ from detectron2.engine import default_setup  # noqa: E402
 from adaanchor.config import add_adaanchor_config  # noqa: E402
 from adaanchor.data.datasets import register_synthetic_datasets  # noqa: E402
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("detectron2")
 
 
-def setup_cfg(args):
-    """get_cfg -> add_adaanchor_config -> merge the file and KEY VALUE opts -> freeze -> default_setup.
+def build_cfg(config_file: str, opts=()):
+    """The frozen config of ``config_file`` with ``KEY VALUE`` overrides, without touching OUTPUT_DIR.
 
-    On a machine without CUDA a ``cuda`` MODEL.DEVICE falls back to ``cpu`` (with a warning), so the same
-    command runs everywhere. A non-default DATASETS.SYNTHETIC.CACHE_DIR re-registers the synthetic splits
-    there before any dataset is loaded.
+    get_cfg -> add_adaanchor_config -> merge the file and the opts -> freeze. On a machine without CUDA a
+    ``cuda`` MODEL.DEVICE falls back to ``cpu`` (with a warning), so the same command runs everywhere. A
+    non-default DATASETS.SYNTHETIC.CACHE_DIR re-registers the synthetic splits there.
     """
     cfg = get_cfg()
     add_adaanchor_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    fell_back = cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available()
-    if fell_back:
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("CUDA is not available: running on CPU (MODEL.DEVICE cpu)")
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
-    default_setup(cfg, args)
-    if fell_back:
-        logging.getLogger("detectron2").warning("CUDA is not available: running on CPU (MODEL.DEVICE cpu)")
     if cfg.DATASETS.SYNTHETIC.CACHE_DIR:
         register_synthetic_datasets(cfg.DATASETS.SYNTHETIC.CACHE_DIR)
+    return cfg
+
+
+def setup_cfg(args):
+    """Detectron2's ``setup()``: :func:`build_cfg` from the command line, then ``default_setup`` (logging,
+    OUTPUT_DIR/config.yaml, seed)."""
+    cfg = build_cfg(args.config_file, args.opts)
+    default_setup(cfg, args)
     return cfg

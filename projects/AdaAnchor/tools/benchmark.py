@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "assignment": "assignment + AdaAnchor losses vs heatmap targets + heatmap loss (training overhead)",
     "inference": "AdaAnchor vs heatmap-anchor DEKR end-to-end inference, forward and post-processing",
     "synthetic": "synthetic dataset generation speed",
+    "training": "share of a DEKR-AdaAnchor training step spent in the assignment and AdaAnchor losses",
 }
 
 

@@ -103,7 +103,7 @@ class KeypointSpec:
         keypoint_names: K names, in the order of the annotation's keypoint list.
         flip_map: pairs of names swapped by a horizontal flip; every name appears at most once and
             names without a twin (nose, head, neck) map to themselves implicitly.
-        skeleton: links between keypoints, as pairs of names.
+        skeleton: links between keypoints, as pairs of names or of 0-based indices.
         oks_sigmas: K per-keypoint OKS sigmas (unitless, relative to the object scale).
         num_keypoints_excludes: names not counted in an annotation's ``num_keypoints`` (CrowdPose).
     """
@@ -135,9 +135,14 @@ class KeypointSpec:
 
     @property
     def skeleton_indices(self) -> List[Tuple[int, int]]:
-        """The skeleton as 0-based index pairs."""
+        """The skeleton as 0-based index pairs (links may be given as names or as indices)."""
         index = {n: i for i, n in enumerate(self.keypoint_names)}
-        return [(index[a], index[b]) for a, b in self.skeleton]
+        return [tuple(end if isinstance(end, (int, np.integer)) else index[end] for end in link[:2]) for link in self.skeleton]
+
+    @property
+    def skeleton_names(self) -> List[Tuple[str, str]]:
+        """The skeleton as pairs of keypoint names."""
+        return [(self.keypoint_names[a], self.keypoint_names[b]) for a, b in self.skeleton_indices]
 
     @property
     def counted_mask(self) -> np.ndarray:
@@ -146,7 +151,7 @@ class KeypointSpec:
 
     def connection_rules(self) -> List[Tuple[str, str, Tuple[int, int, int]]]:
         """Detectron2's ``keypoint_connection_rules``: (name_a, name_b, (R, G, B)) per link."""
-        return [(a, b, _side_colour(a, b)) for a, b in self.skeleton]
+        return [(a, b, _side_colour(a, b)) for a, b in self.skeleton_names]
 
 
 def validate_keypoint_metadata(

@@ -12,7 +12,10 @@ DETECTRON2_INSTALL_HINT = (
 
 def detectron2_available() -> bool:
     """True when ``import detectron2`` would find the package (without importing it)."""
-    return importlib.util.find_spec("detectron2") is not None
+    try:
+        return importlib.util.find_spec("detectron2") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["detectron2"] is None: imports of it fail
+        return False
 
 
 def require_detectron2(feature: str) -> None:

@@ -106,3 +106,22 @@ def test_one_key_switches_only_the_centre_channels():
     assert ada_params["heatmap_head.predictor.bias"] == (14 + 5,) and heat_params["heatmap_head.predictor.bias"] == (14 + 1,)
     bias = ada.heatmap_head.predictor.bias.detach()
     assert torch.sigmoid(bias[14]).item() == pytest.approx(0.01)  # focal-loss prior on the confidence
+
+
+def test_detectron2_resnet_backbone_with_the_same_heads():
+    cfg = _cfg(
+        "synthetic_dekr_adaanchor.yaml",
+        "MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+        "MODEL.RESNETS.NORM", "BN", "MODEL.RESNETS.OUT_FEATURES", ["res2"], "MODEL.BACKBONE.FREEZE_AT", 0,
+        "MODEL.DEKR.IN_FEATURE", "res2",
+    )
+    model = build_model(cfg)
+    model.train()
+    with EventStorage():
+        losses = model([_training_input(128, [_person(20, 30)])])
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert model.predict_maps(torch.zeros(1, 3, 128, 128))["offsets"].shape == (1, 28, 32, 32)
+    with pytest.raises(ValueError, match="MODEL.DEKR.IN_FEATURE 'res4' is not a backbone output"):
+        build_model(_cfg("synthetic_dekr_adaanchor.yaml", "MODEL.BACKBONE.NAME", "build_resnet_backbone",
+                         "MODEL.RESNETS.OUT_FEATURES", ["res2"], "MODEL.DEKR.IN_FEATURE", "res4"))

@@ -10,6 +10,8 @@ require_detectron2("adaanchor.engine")
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.engine import default_setup  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from adaanchor.config import add_adaanchor_config  # noqa: E402
 from adaanchor.data.datasets import register_synthetic_datasets  # noqa: E402
@@ -39,7 +41,9 @@ def build_cfg(config_file: str, opts=()):
 
 def setup_cfg(args):
     """Detectron2's ``setup()``: :func:`build_cfg` from the command line, then ``default_setup`` (logging,
-    OUTPUT_DIR/config.yaml, seed)."""
+    OUTPUT_DIR/config.yaml, seed), and the ``adaanchor`` logger (evaluation tables, dataset generation) set
+    up like Detectron2's own: console on the main process, a log file per process in OUTPUT_DIR."""
     cfg = build_cfg(args.config_file, args.opts)
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="adaanchor", abbrev_name="adaanchor")
     return cfg

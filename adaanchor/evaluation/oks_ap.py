@@ -45,12 +45,8 @@ def crowdpose_object_scale(annotation: Dict) -> float:
     return h * w * CROWDPOSE_SCALE_FACTOR
 
 
-class CrowdPoseCOCOeval(COCOeval):
-    """pycocotools' keypoint COCOeval with the official CrowdPose object scale and area range "all" only.
-
-    The scale replaces ``area`` on private shallow copies of the ground-truth annotations, so the caller's
-    COCO index keeps its ``area`` (CrowdPose has none) and repeated evaluations do not interact.
-    """
+class _AllAreaKeypointEval(COCOeval):
+    """pycocotools' keypoint COCOeval with the given sigmas and the area range "all" only."""
 
     def __init__(self, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]):
         with quiet_pycocotools():
@@ -58,6 +54,14 @@ class CrowdPoseCOCOeval(COCOeval):
         self.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         self.params.areaRng = self.params.areaRng[:1]
         self.params.areaRngLbl = self.params.areaRngLbl[:1]
+
+
+class CrowdPoseCOCOeval(_AllAreaKeypointEval):
+    """pycocotools' keypoint COCOeval with the official CrowdPose object scale and area range "all" only.
+
+    The scale replaces ``area`` on private shallow copies of the ground-truth annotations, so the caller's
+    COCO index keeps its ``area`` (CrowdPose has none) and repeated evaluations do not interact.
+    """
 
     def _prepare(self):
         super()._prepare()
@@ -210,15 +214,8 @@ class _VectorizedOksMixin:
         return oks_matrix(gts, [dts[i] for i in order], self.params.kpt_oks_sigmas)
 
 
-class _VectorizedCOCOeval(_VectorizedOksMixin, COCOeval):
+class _VectorizedCOCOeval(_VectorizedOksMixin, _AllAreaKeypointEval):
     """COCO-protocol keypoint COCOeval, area range "all" only, vectorised OKS (for per-keypoint AP)."""
-
-    def __init__(self, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]):
-        with quiet_pycocotools():
-            super().__init__(coco_gt, coco_dt, iouType="keypoints")
-        self.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-        self.params.areaRng = self.params.areaRng[:1]
-        self.params.areaRngLbl = self.params.areaRngLbl[:1]
 
 
 class _VectorizedCrowdPoseCOCOeval(_VectorizedOksMixin, CrowdPoseCOCOeval):

@@ -17,6 +17,7 @@ back to the original image.
 from typing import Dict, List
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adaanchor.utils.dependencies import require_detectron2
@@ -217,8 +218,7 @@ class DEKR(nn.Module):
         losses.update(center_losses)
 
         target, weight = offset_targets(people, owner, h, w, margin=self.target_margin)
-        diff = (maps["offsets"] - target).abs()
-        smooth_l1 = torch.where(diff < SMOOTH_L1_BETA, 0.5 * diff**2 / SMOOTH_L1_BETA, diff - 0.5 * SMOOTH_L1_BETA)
+        smooth_l1 = F.smooth_l1_loss(maps["offsets"], target, reduction="none", beta=SMOOTH_L1_BETA)
         num_entries = max(int((weight > 0).sum()), 1)
         losses["loss_offset"] = self.offset_loss_weight * (smooth_l1 * weight).sum() / num_entries
         get_event_storage().put_scalar("dekr/offset_cells", float((owner >= 0).sum()) / len(batched_inputs))

@@ -112,13 +112,14 @@ def downsample_ignore_masks(
     A feature cell is ignored when the input pixel at its centre is. Images without a mask keep 1.
     """
     out = torch.ones((len(masks), height, width), device=device)
-    centre = torch.arange(height, device=device) * stride + stride // 2, torch.arange(width, device=device) * stride + stride // 2
-    for i, mask in enumerate(masks):
+    rows = torch.arange(height, device=device) * stride + stride // 2  # input pixel at each cell's centre
+    cols = torch.arange(width, device=device) * stride + stride // 2
+    for i, mask in enumerate(masks):  # one gather per image
         if mask is None:
             continue
-        rows = centre[0].clamp(max=mask.shape[0] - 1)
-        cols = centre[1].clamp(max=mask.shape[1] - 1)
-        out[i] = 1.0 - mask.to(device)[rows][:, cols].float()
+        mask = mask.to(device)
+        picked = mask[rows.clamp(max=mask.shape[0] - 1)][:, cols.clamp(max=mask.shape[1] - 1)]
+        out[i] = 1.0 - picked.float()
     return out
 
 

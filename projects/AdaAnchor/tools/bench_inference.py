@@ -27,22 +27,26 @@ def add_arguments(parser):
     parser.add_argument("--config-file", default=str(REPO / "configs" / "crowdpose_dekr_adaanchor.yaml"))
     parser.add_argument("--size", type=int, default=512, help="test short side = square input side, input px")
     parser.add_argument("--people", type=int, default=30, help="people in the post-processing maps")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
 
-def _median_seconds(fn, repeats, warmup, sync=lambda: None):
-    for _ in range(warmup):
-        fn()
+def _median_seconds(fns, repeats, warmup, sync=lambda: None):
+    """Median seconds of each function in ``fns`` (a dict), run interleaved so that drift of the machine's
+    speed during the measurement affects all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     sync()
-    times = []
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _build(config_file, device, *opts):
@@ -71,6 +75,7 @@ def _people_maps(model, people: int, size: int, generator):
     side = int(people**0.5 + 0.999)
     cells = (torch.arange(side) + 0.5) * (w / side)
     centres = torch.stack(torch.meshgrid(cells, cells, indexing="xy"), -1).reshape(-1, 2)[:people]
+    centres = centres + torch.rand(centres.shape, generator=generator) - 0.5  # off cell borders: no tied peaks
     ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     grid = torch.stack([xs, ys], 0)  # (2, h, w)
     nearest = ((grid.view(2, -1, 1) - centres.t().view(2, 1, -1)) ** 2).sum(0).argmin(1).view(h, w)
@@ -101,26 +106,34 @@ def _figures(device, args, log):
     inputs = [{"image": image.to(device), "height": 2 * args.size, "width": 2 * args.size}]
     out = {}
     with torch.no_grad():
+        networks = {}
         for name, model in models.items():
             people_maps = _people_maps(model, args.people, args.size, generator)
-            network = model.predict_maps
+            networks[name] = model.predict_maps
 
-            def predict_people(images, network=network, people_maps=people_maps):
+            def predict_people(images, network=networks[name], people_maps=people_maps):
                 network(images)  # the real forward, then the maps of a trained model
                 return {k: v.clone() for k, v in people_maps.items()}
 
             model.predict_maps = predict_people
-            out[f"end_to_end_{name}_s"] = _median_seconds(lambda m=model: m(inputs), args.repeats, args.warmup, sync)
             out[f"end_to_end_{name}_people"] = len(model(inputs)[0]["instances"])
-            model.predict_maps = network
+        end_to_end = _median_seconds(
+            {name: (lambda m=model: m(inputs)) for name, model in models.items()}, args.repeats, args.warmup, sync
+        )
+        for name, model in models.items():
+            out[f"end_to_end_{name}_s"] = end_to_end[name]
+            model.predict_maps = networks[name]
         log(f"[{device}] end to end ({args.people} people): AdaAnchor {out['end_to_end_adaanchor_s'] * 1e3:.1f} ms "
             f"({out['end_to_end_adaanchor_people']} poses), heatmap {out['end_to_end_heatmap_s'] * 1e3:.1f} ms "
             f"({out['end_to_end_heatmap_people']} poses)")
 
         batch = models["adaanchor"].preprocess_image(inputs).tensor
-        for block in ("adaptive", "plain"):
-            model = _build(args.config_file, device, "MODEL.DEKR.OFFSET_BLOCK", block)
-            out[f"forward_{block}_s"] = _median_seconds(lambda m=model: m.predict_maps(batch), args.repeats, args.warmup, sync)
+        blocks = {block: _build(args.config_file, device, "MODEL.DEKR.OFFSET_BLOCK", block) for block in ("adaptive", "plain")}
+        forward = _median_seconds(
+            {block: (lambda m=model: m.predict_maps(batch)) for block, model in blocks.items()}, args.repeats, args.warmup, sync
+        )
+        for block in blocks:
+            out[f"forward_{block}_s"] = forward[block]
         log(f"[{device}] network forward: adaptive {out['forward_adaptive_s'] * 1e3:.1f} ms, "
             f"plain {out['forward_plain_s'] * 1e3:.1f} ms")
 
@@ -134,7 +147,7 @@ def _figures(device, args, log):
                 return poses, scores
 
             poses, _ = postprocess()
-            out[f"postprocess_{name}_s"] = _median_seconds(postprocess, args.repeats * 3, args.warmup, sync)
+            out[f"postprocess_{name}_s"] = _median_seconds({name: postprocess}, args.repeats * 3, args.warmup, sync)[name]
             out[f"postprocess_{name}_people"] = int(poses.shape[0])
         log(f"[{device}] post-processing, {args.people} people: AdaAnchor "
             f"{out['postprocess_adaanchor_s'] * 1e3:.2f} ms ({out['postprocess_adaanchor_people']} poses), heatmap "

@@ -6,7 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from adaanchor.modeling.dekr_blocks import (
+pytest.importorskip("detectron2")  # adaanchor.modeling is a Detectron2 package
+
+from adaanchor.modeling.dekr_blocks import (  # noqa: E402
     DisentangledOffsetHead,
     GroupedAdaptiveBlock,
     GroupedConvBlock,

@@ -135,6 +135,13 @@ def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
 
+def _shortcut_projection(in_channels: int, out_channels: int, norm: str) -> Optional[nn.Module]:
+    """1x1 conv + norm for a residual shortcut whose channels change (named ``downsample`` officially)."""
+    if in_channels == out_channels:
+        return None
+    return nn.Sequential(_conv1x1(in_channels, out_channels), _norm(norm, out_channels))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a residual connection (1x1 projection when the channels change)."""
 
@@ -147,11 +154,7 @@ class BasicBlock(nn.Module):
         self.bn1 = _norm(norm, channels)
         self.conv2 = _conv3x3(channels, out_channels)
         self.bn2 = _norm(norm, out_channels)
-        self.downsample = (
-            nn.Sequential(_conv1x1(in_channels, out_channels), _norm(norm, out_channels))
-            if in_channels != out_channels
-            else None
-        )
+        self.downsample = _shortcut_projection(in_channels, out_channels, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -174,11 +177,7 @@ class Bottleneck(nn.Module):
         self.bn2 = _norm(norm, channels)
         self.conv3 = _conv1x1(channels, out_channels)
         self.bn3 = _norm(norm, out_channels)
-        self.downsample = (
-            nn.Sequential(_conv1x1(in_channels, out_channels), _norm(norm, out_channels))
-            if in_channels != out_channels
-            else None
-        )
+        self.downsample = _shortcut_projection(in_channels, out_channels, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -196,7 +196,7 @@ def test_no_gradient_through_selection():
 
 def _reference(conf, est, tgt, valid, topk, kernel, width, fusion, margin):
     """Brute force: dense scores, stable ranking, then per-candidate best target (Python loop, tiny inputs)."""
-    batch, types, height, num = conf.shape[0], conf.shape[1], conf.shape[2], conf.shape[2] * conf.shape[3]
+    batch, types, num = conf.shape[0], conf.shape[1], conf.shape[2] * conf.shape[3]
     used = usable_targets(tgt, valid, conf.shape[2], conf.shape[3], margin)
     flat_est = est.reshape(batch, types, 1, num, 2)
     offset = flat_est - tgt[:, :, :, None]

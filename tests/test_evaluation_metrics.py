@@ -3,7 +3,6 @@
 import copy
 import math
 
-import numpy as np
 import pytest
 
 from adaanchor.evaluation import evaluate_keypoints, load_ground_truth, to_detectron2_metrics

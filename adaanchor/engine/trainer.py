@@ -31,7 +31,6 @@ from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator  # noqa:
 # Meta-architectures that read whole images with all people at once (the bottom-up mapper's output).
 BOTTOM_UP_META_ARCHITECTURES = ("DEKR", "AssociativeEmbedding")
 
-logger = logging.getLogger(__name__)
 
 
 def ddp_device_kwargs() -> dict:

@@ -47,6 +47,8 @@ def _add_method_config(cfg: CN) -> None:
     cfg.MODEL.ADAANCHOR.FOCAL_GAMMA = 2.0
     # Initial confidence of every candidate (bias of the confidence logits).
     cfg.MODEL.ADAANCHOR.PRIOR_PROB = 0.01
+    # Loss weights. A host method with small losses of its own needs them scaled down to its scale:
+    # Base-DEKR.yaml uses 0.01 / 0.001 / 0.001 (see its comment).
     cfg.MODEL.ADAANCHOR.CONFIDENCE_LOSS_WEIGHT = 1.0
     # lambda of paper eq. 4: L1 on the coarse offsets of positives.
     cfg.MODEL.ADAANCHOR.OFFSET_LOSS_WEIGHT = 1.0

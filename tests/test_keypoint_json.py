@@ -1,6 +1,7 @@
 """The validated keypoint-json loader: Detectron2's conventions, and clear errors for bad input."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def test_loads_with_detectron2_half_pixel_convention(tmp_path):
         (lambda d: d.pop("annotations"), "no 'annotations' field"),
         (lambda d: d.update(images=[]), "the dataset is empty"),
         (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2] * 2), "annotation id 70 (image id 7): 'keypoints' has 6 numbers, expected 3 x 3 = 9"),
-        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 0, 0, 0, -3, 4, 2]), "annotation id 70 (image id 7): keypoint 2 has a negative coordinate (-3, 4)"),
+        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 0, 0, 0, -65, 4, 2]), "annotation id 70 (image id 7): keypoint 2 at (-65, 4) lies more than 1 image width/height outside the 64 x 48 image"),
         (lambda d: d["annotations"][0].update(keypoints=[float("nan"), 2, 2, 0, 0, 0, 3, 4, 2]), "annotation id 70 (image id 7): keypoint 0 is not finite"),
         (lambda d: d["annotations"][0].update(keypoints=[1, 2, 3, 0, 0, 0, 3, 4, 2]), "visibility 3"),
         (lambda d: d["annotations"][0].update(image_id=8), "annotation id 70 (image id 8): refers to an unknown image id"),
@@ -103,11 +104,18 @@ def test_real_samples_load(shared_data, folder, json_name, k):
         assert all("crowd_index" in r for r in records)
 
 
-def test_first_pixel_left_half_is_inside_the_image(tmp_path):
-    # pixel-index x = -0.3 is continuous x = 0.2: on the first pixel, a valid labelled position
+def test_first_pixel_left_half_is_inside_and_beyond_it_is_a_counted_target(tmp_path, caplog):
+    # pixel-index x = -0.3 is continuous x = 0.2: on the first pixel, a labelled position inside the image
     path = _write(tmp_path, _dataset(keypoints=[-0.3, 2, 2, 0, 0, 0, 3, -0.5, 1]))
-    (record,) = load_keypoint_json(path, str(tmp_path), 3)
+    with caplog.at_level(logging.INFO, logger="adaanchor.data.keypoint_json"):
+        (record,) = load_keypoint_json(path, str(tmp_path), 3)
     assert record["annotations"][0]["keypoints"][0] == pytest.approx(0.2)
+    assert not any("outside their image" in r.getMessage() for r in caplog.records)
+    # x = -0.51 is just outside: kept as a labelled target (continuous -0.01), counted in the summary
+    caplog.clear()
     path = _write(tmp_path, _dataset(keypoints=[-0.51, 2, 2, 0, 0, 0, 3, 4, 1]))
-    with pytest.raises(KeypointJsonError, match="keypoint 0 has a negative coordinate"):
-        load_keypoint_json(path, str(tmp_path), 3)
+    with caplog.at_level(logging.INFO, logger="adaanchor.data.keypoint_json"):
+        (record,) = load_keypoint_json(path, str(tmp_path), 3)
+    np.testing.assert_allclose(record["annotations"][0]["keypoints"][:3], [-0.01, 2.5, 2])
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{path}: 1 labelled keypoint outside their image in 1 annotation" in warning.getMessage()

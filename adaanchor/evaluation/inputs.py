@@ -5,6 +5,15 @@ image or annotation id named, instead of deep inside pycocotools or, worse, with
 Inputs are copied: pycocotools writes into the annotation dicts it evaluates, and the caller's data must
 not change (nor may a result depend on what was evaluated before).
 
+The ground truth is scored exactly as pycocotools / xtcocotools score it, never altered: annotation noise
+that they accept and that occurs in the official COCO / CrowdPose / OCHuman files (labelled keypoints a
+little outside their image, persons with ``num_keypoints`` 0, crowd regions, images without annotations,
+CrowdPose's ``num_keypoints`` counting 12 of its 14 joints, zero-area boxes) is accepted and counted in one
+summary line per load (adaanchor.data.keypoint_json.AnnotationWarts). What stays an error: what would make
+pycocotools fail or a result meaningless (missing fields, unknown ids, non-finite numbers, wrong keypoint
+list lengths, visibility outside {0, 1, 2}, a labelled keypoint more than one image width / height
+beyond its image's border).
+
 Coordinates are original-image px in COCO's convention (pixel indices, as in the annotation files; not
 Detectron2's +0.5 continuous convention).
 """
@@ -16,12 +25,12 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from pycocotools.coco import COCO
 
-from adaanchor.data.keypoint_json import check_ground_truth_keypoints
+from adaanchor.data.keypoint_json import AnnotationWarts, check_ground_truth_keypoints
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,9 @@ logger = logging.getLogger(__name__)
 PROTOCOLS = {"coco": "coco", "ochuman": "coco", "crowdpose": "crowdpose"}
 
 PathLike = Union[str, os.PathLike]
+
+# What the evaluator does with the counted annotation noise (the end of its summary line).
+EVALUATION_TREATMENT = "scored as they are, as pycocotools / xtcocotools score them"
 
 
 @contextlib.contextmanager
@@ -62,6 +74,13 @@ def _is_finite_number(value: Any) -> bool:
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# Why pycocotools needs a top-level list, where the reason is not obvious.
+_WHY_NEEDED = {
+    "categories": " (pycocotools copies it into the results and evaluates per category; add e.g. "
+    '[{"id": 1, "name": "person"}] with the annotations\' category_id)'
+}
 
 
 def _read_json(path: PathLike, what: str) -> Any:
@@ -114,8 +133,10 @@ def load_ground_truth(
     ``annotations`` and ``categories`` lists; at least one image; unique positive integer image and
     annotation ids (pycocotools' matching uses id 0 for "unmatched"); every annotation on a known image
     and category, with ``iscrowd``, ``num_keypoints`` (a non-negative integer), a finite ``bbox`` of 4
-    with non-negative size, 3K keypoint numbers that are finite, with non-negative coordinates and
-    visibility in {0, 1, 2}; and at least one person that is evaluated (not crowd, num_keypoints > 0).
+    with non-negative size, 3K keypoint numbers that are finite with visibility in {0, 1, 2} and, on an
+    image with a positive ``width`` and ``height`` (pycocotools needs none), labelled keypoints at most one
+    image width / height beyond the image's border; and at least one person that is evaluated (not
+    crowd, num_keypoints > 0). Accepted noise is counted and logged once (see the module docstring).
     """
     if protocol not in ("coco", "crowdpose"):
         raise ValueError(f"unknown evaluation protocol '{protocol}'; known: coco, crowdpose")
@@ -136,7 +157,8 @@ def load_ground_truth(
         raise TypeError(
             f"ground truth must be a json path, a dict or a pycocotools COCO, got {type(gt)}"
         )
-    _validate_ground_truth(dataset, source, num_keypoints, protocol)
+    warts = _validate_ground_truth(dataset, source, num_keypoints, protocol)
+    warts.log(source, EVALUATION_TREATMENT, logger)
     coco = COCO()
     coco.dataset = dataset
     with quiet_pycocotools():
@@ -144,29 +166,31 @@ def load_ground_truth(
     return GroundTruth(coco, source, num_keypoints, protocol)
 
 
-def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protocol: str) -> None:
+def _validate_ground_truth(
+    dataset: Any, source: str, num_keypoints: int, protocol: str
+) -> AnnotationWarts:
     if not isinstance(dataset, dict):
         raise ValueError(
             f"ground truth {source}: expected a json object, got {type(dataset).__name__}"
         )
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
-            raise ValueError(f"ground truth {source} has no '{key}' list")
+            raise ValueError(f"ground truth {source} has no '{key}' list{_WHY_NEEDED.get(key, '')}")
         if not isinstance(dataset[key], list):
             raise ValueError(f"ground truth {source}: '{key}' must be a list")
     if not dataset["images"]:
         raise ValueError(f"ground truth {source} is empty: it has no images")
 
-    image_ids = set()
+    image_sizes = {}
     for image in dataset["images"]:
         image_id = image.get("id") if isinstance(image, dict) else None
         if not _is_id(image_id) or image_id <= 0:
             raise ValueError(
                 f"ground truth {source}: image {image!r:.200} has no positive integer 'id'"
             )
-        if image_id in image_ids:
+        if image_id in image_sizes:
             raise ValueError(f"ground truth {source}: image id {image_id} appears twice")
-        image_ids.add(image_id)
+        image_sizes[image_id] = _image_size(image)
         if protocol == "crowdpose" and not _is_finite_number(image.get("crowdIndex")):
             raise ValueError(
                 f"ground truth {source}: image id {image_id} has no finite 'crowdIndex' "
@@ -178,6 +202,7 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
 
     annotation_ids = set()
     evaluated_persons = 0
+    warts = AnnotationWarts()
     for ann in dataset["annotations"]:
         if not isinstance(ann, dict):
             raise ValueError(f"ground truth {source}: annotation {ann!r:.200} is not an object")
@@ -191,7 +216,7 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
         if ann_id in annotation_ids:
             raise ValueError(f"{where}: the annotation id appears twice")
         annotation_ids.add(ann_id)
-        if ann.get("image_id") not in image_ids:
+        if ann.get("image_id") not in image_sizes:
             raise ValueError(f"{where}: image id not among the ground truth's images")
         if ann.get("category_id") not in category_ids:
             raise ValueError(
@@ -220,7 +245,10 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
                 f"{where}: 'area' must be a finite non-negative number (the OKS object scale), "
                 f"got {ann.get('area')!r}"
             )
-        _validate_keypoint_list(ann.get("keypoints"), num_keypoints, where, is_ground_truth=True)
+        outside = check_ground_truth_keypoints(
+            ann.get("keypoints"), num_keypoints, where, image_sizes[ann["image_id"]]
+        )
+        warts.add_annotation(ann, outside)
         if not ann["iscrowd"] and num_labelled > 0:
             evaluated_persons += 1
     if evaluated_persons == 0:
@@ -228,14 +256,21 @@ def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protoc
             f"ground truth {source} has no person to evaluate (every annotation is a crowd region or "
             "has num_keypoints == 0): AP would be undefined"
         )
+    annotated = {ann["image_id"] for ann in dataset["annotations"]}
+    warts.images_without_annotations = len(image_sizes.keys() - annotated)
+    return warts
 
 
-def _validate_keypoint_list(
-    keypoints: Any, num_keypoints: int, where: str, is_ground_truth: bool
-) -> None:
-    if is_ground_truth:
-        check_ground_truth_keypoints(keypoints, num_keypoints, where)
-        return
+def _image_size(image: Dict) -> Optional[Tuple[float, float]]:
+    """(width, height) in image px if the image entry has positive finite ones, else None."""
+    width, height = image.get("width"), image.get("height")
+    if _is_finite_number(width) and _is_finite_number(height) and width > 0 and height > 0:
+        return width, height
+    return None
+
+
+def _validate_prediction_keypoints(keypoints: Any, num_keypoints: int, where: str) -> None:
+
     if not isinstance(keypoints, (list, tuple)):
         raise ValueError(
             f"{where}: 'keypoints' must be a list of 3 x {num_keypoints} numbers, got {keypoints!r:.100}"
@@ -302,7 +337,7 @@ def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTru
             )
         if not _is_finite_number(pred["score"]):
             raise ValueError(f"{where}: 'score' must be a finite number, got {pred['score']!r}")
-        _validate_keypoint_list(pred["keypoints"], gt.num_keypoints, where, is_ground_truth=False)
+        _validate_prediction_keypoints(pred["keypoints"], gt.num_keypoints, where)
         result = {
             "image_id": pred["image_id"],
             "category_id": pred["category_id"],

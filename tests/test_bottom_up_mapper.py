@@ -1,5 +1,7 @@
 """The bottom-up mapper (needs Detectron2): keypoints follow the image, labels survive, flips swap sides."""
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -102,3 +104,20 @@ def test_test_mode_resizes_short_side(tmp_path):
     out = test_mapper(rec)
     assert tuple(out["image"].shape) == (3, 30, 40) and (out["height"], out["width"]) == (60, 80)
     assert "annotations" not in out
+
+
+def test_json_size_that_disagrees_with_the_image_uses_the_decoded_size(tmp_path, caplog):
+    # The original CrowdPose json gives sizes that differ from some image files: use the pixels' size, warn once.
+    rec = _image_and_record(tmp_path, [(10.5, 20.5, 2)] * 3)
+    rec["height"], rec["width"] = 80, 60
+    mapper = _mapper()
+    with caplog.at_level(logging.WARNING, logger="adaanchor.data.bottom_up_mapper"):
+        outs = [mapper(rec), mapper(rec)]
+    assert all(out is not None and (out["height"], out["width"]) == (60, 80) for out in outs)
+    (warning,) = [r.getMessage() for r in caplog.records if "decoded image" in r.getMessage()]
+    assert "image id 1" in warning and "img.png" in warning
+    assert "the json gives 60 x 80 (width x height), the decoded image is 80 x 60" in warning
+    test_mapper = BottomUpDatasetMapper(False, image_format="BGR", input_size=64,
+                                        test_resize=T.ResizeShortestEdge(30, 1000))
+    out = test_mapper(rec)
+    assert (out["height"], out["width"]) == (60, 80) and tuple(out["image"].shape) == (3, 30, 40)

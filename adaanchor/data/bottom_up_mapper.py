@@ -5,6 +5,10 @@ flip map) into a square ``INPUT.BOTTOM_UP.SIZE`` input, as HigherHRNet and DEKR 
 resized to ``INPUT.MIN_SIZE_TEST`` keeping the aspect ratio; the model maps predictions back to the
 original ``height`` x ``width``.
 
+Image size: the decoded image's, not the json's. The original CrowdPose json gives sizes that disagree with
+some image files (MMPose ships corrected files); the annotations match the pixels, so the mapper uses the
+decoded size and warns once per such file, with both sizes and a running count.
+
 Keypoints pushed outside the input by the augmentation keep their labels: AdaAnchor may still target them
 within its margin, and the heatmap baseline ignores them (the meta-architecture decides, not the mapper).
 """
@@ -44,6 +48,7 @@ class BottomUpDatasetMapper:
 
     Output (test): ``image`` resized, plus the original ``height``/``width`` for mapping predictions back.
 
+    ``height`` / ``width`` are set to the decoded image's size (see the module docstring).
     A corrupt or unreadable image is reported and skipped in training (the mapper returns None and
     Detectron2's loader draws another image); at test time it raises, because skipping an evaluation
     image would bias the results.
@@ -88,6 +93,7 @@ class BottomUpDatasetMapper:
         self.flip_indices = None if flip_indices is None else np.asarray(flip_indices, dtype=np.int64)
         self.num_keypoints = int(num_keypoints)
         self.test_resize = test_resize
+        self._size_disagreements = set()  # file names whose json size differs from the decoded image's
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
@@ -115,16 +121,30 @@ class BottomUpDatasetMapper:
         dataset_dict = copy.deepcopy(dataset_dict)
         try:
             image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
-            utils.check_image_size(dataset_dict, image)
-        except Exception as e:  # PIL/OSError for corrupt files, SizeMismatchError for wrong metadata
+        except Exception as e:  # PIL/OSError for corrupt or unreadable files
             message = f"image id {dataset_dict.get('image_id')} ({dataset_dict['file_name']}): {e}"
             if not self.is_train:
                 raise RuntimeError(f"Cannot read evaluation image {message}") from e
             logger.warning(f"Skipping unreadable training image {message}")
             return None
+        self._use_decoded_size(dataset_dict, image)
         if not self.is_train:
             return self._map_test(dataset_dict, image)
         return self._map_train(dataset_dict, image)
+
+    def _use_decoded_size(self, dataset_dict, image) -> None:
+        """Set ``height``/``width`` (image px) to the decoded image's; warn once per file whose json differs."""
+        height, width = image.shape[:2]
+        json_size = (dataset_dict.get("width", width), dataset_dict.get("height", height))
+        file_name = dataset_dict["file_name"]
+        if json_size != (width, height) and file_name not in self._size_disagreements:
+            self._size_disagreements.add(file_name)
+            logger.warning(
+                f"image id {dataset_dict.get('image_id')} ({file_name}): the json gives {json_size[0]} x "
+                f"{json_size[1]} (width x height), the decoded image is {width} x {height}; using the decoded "
+                f"size ({len(self._size_disagreements)} such image(s) so far in this process)"
+            )
+        dataset_dict["height"], dataset_dict["width"] = height, width
 
     def _map_test(self, dataset_dict, image):
         image = self.test_resize.get_transform(image).apply_image(image)

@@ -35,7 +35,6 @@ BOX_MODE_XYWH_ABS = 1  # detectron2.structures.BoxMode.XYWH_ABS, without importi
 # an error, not annotation noise (the official files' outside keypoints are about a pixel out).
 MAX_OUTSIDE_IMAGE_SIZES = 1.0
 
-
 # What the loader does with the counted annotation noise (the end of its summary line).
 TRAINING_TREATMENT = "kept as they are: outside keypoints stay labelled targets, num_keypoints is not corrected"
 
@@ -100,7 +99,7 @@ class AnnotationWarts:
         if self.num_keypoints_differs:
             parts.append(
                 f"{_count(self.num_keypoints_differs, 'annotation')} whose num_keypoints differs from "
-                "their labelled keypoints"
+                "their count of labelled keypoints"
             )
         return f"{source}: {'; '.join(parts)} ({treatment})" if parts else None
 

@@ -270,7 +270,7 @@ def _image_size(image: Dict) -> Optional[Tuple[float, float]]:
 
 
 def _validate_prediction_keypoints(keypoints: Any, num_keypoints: int, where: str) -> None:
-
+    """3K finite numbers (x, y, confidence per keypoint); any position, inside the image or not."""
     if not isinstance(keypoints, (list, tuple)):
         raise ValueError(
             f"{where}: 'keypoints' must be a list of 3 x {num_keypoints} numbers, got {keypoints!r:.100}"

@@ -1,4 +1,4 @@
-"""Install the ``adaanchor`` package: ``pip install -e .``
+"""Install the ``adaanchor`` package: ``pip install -e .``, or ``pip install -e ".[test]"`` to run the tests.
 
 PyTorch, torchvision and Detectron2 are prerequisites installed beforehand (see README.md): Detectron2
 is installed from source and must be built against the torch already present, so none of the three
@@ -26,6 +26,10 @@ setup(
         "tqdm",
         "pyyaml",
         "Pillow",
+        "tabulate",  # the Detectron2 evaluator's table (Detectron2 brings it too; we import it ourselves)
     ],
+    # Beyond the runtime dependencies, the tests need only pytest. xtcocotools (the reference CrowdPose
+    # evaluation the tests compare against) is deliberately not listed: its PyPI wheel is built for numpy 1.x
+    # and breaks under numpy 2, so its tests importorskip it and .ci/run builds it from source.
     extras_require={"test": ["pytest"]},
 )

@@ -18,6 +18,7 @@ def _python(code):
 def test_framework_free_parts_import_and_work():
     proc = _python(
         "import adaanchor, adaanchor.anchor, adaanchor.evaluation, adaanchor.data.synthetic, adaanchor.data.keypoints;"
+        "import adaanchor.layers;"
         "from adaanchor.utils.dependencies import detectron2_available; assert not detectron2_available();"
         "import torch; from adaanchor.anchor import assign_adaptive_anchors;"
         "a = assign_adaptive_anchors(torch.full((1, 1, 8, 8), .5), torch.zeros(1, 1, 8, 8, 2),"

@@ -18,10 +18,11 @@ from detectron2.evaluation import print_csv_format  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 
 from adaanchor.data.keypoints import COCO_SPEC, CROWDPOSE_SPEC  # noqa: E402
-from adaanchor.evaluation.detectron2_evaluator import (
+from adaanchor.evaluation.detectron2_evaluator import (  # noqa: E402
     KeypointEvaluator,
+    instances_to_keypoint_results,
     write_json_atomically,
-)  # noqa: E402
+)
 
 CROWDPOSE_REFERENCE_AP = (
     0.787722  # /work/shared/data/README.md, xtcocotools on the xtcocoapi example
@@ -223,3 +224,33 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         )  # fails half-way through json.dump
     assert json.loads(path.read_text()) == [{"a": 1}]  # the previous complete file
     assert [p.name for p in tmp_path.iterdir()] == ["keypoint_results.json"]
+
+
+def test_results_conversion_category_ids_and_shift_on_a_copy(tmp_path):
+    """The conversion the evaluator and the demo share: -0.5 on a copy; category ids through the metadata's
+    mapping, else the json's only category, else an error naming the dataset."""
+    instances = Instances((20, 30))
+    instances.pred_keypoints = torch.tensor([[[10.5, 4.5, 0.9], [2.0, 3.0, 0.1]]])
+    instances.scores = torch.tensor([0.8])
+    instances.pred_classes = torch.tensor([0])
+    before = instances.pred_keypoints.clone()
+    json_file = tmp_path / "gt.json"
+    json_file.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 7, "name": "person"}]}))
+    names = [f"adaanchor_eval_test_convert_{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    mapped, from_json, neither = (MetadataCatalog.get(n) for n in names)
+    mapped.set(thing_dataset_id_to_contiguous_id={3: 0})
+    from_json.set(json_file=str(json_file))
+    try:
+        (result,) = instances_to_keypoint_results(instances, "img", mapped)
+        assert (result["image_id"], result["category_id"]) == ("img", 3)
+        assert result["keypoints"] == pytest.approx([10, 4, 0.9, 1.5, 2.5, 0.1]) and result["score"] == pytest.approx(0.8)
+        assert torch.equal(instances.pred_keypoints, before)
+        assert instances_to_keypoint_results(instances, 1, from_json)[0]["category_id"] == 7
+        assert instances_to_keypoint_results(instances, 1, from_json, [5])[0]["category_id"] == 5
+        with pytest.raises(ValueError, match=f"dataset '{names[2]}': cannot tell the category"):
+            instances_to_keypoint_results(instances, 1, neither)
+        with pytest.raises(ValueError, match="has 2 categories"):
+            instances_to_keypoint_results(instances, 1, from_json, [1, 2])
+    finally:
+        for n in names:
+            MetadataCatalog.remove(n)

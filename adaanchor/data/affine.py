@@ -49,11 +49,6 @@ def bottom_up_affine(
     return np.hstack([linear, offset[:, None]])
 
 
-def scale_matrix(sx: float, sy: float) -> np.ndarray:
-    """(2, 3) matrix of a pure scaling of continuous coordinates (a resize by sx, sy)."""
-    return np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]])
-
-
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a (2, 3) matrix to points (..., 2) in continuous coordinates; returns float64 (..., 2)."""
     pts = np.asarray(points, dtype=np.float64)

@@ -28,7 +28,9 @@ def test_framework_free_parts_import_and_work():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
-@pytest.mark.parametrize("module", ["adaanchor.config", "adaanchor.modeling", "adaanchor.engine", "adaanchor.data.datasets"])
+@pytest.mark.parametrize(
+    "module", ["adaanchor.config", "adaanchor.modeling", "adaanchor.engine", "adaanchor.data.datasets"]
+)
 def test_detectron2_parts_say_what_is_missing(module):
     proc = _python(f"import {module}")
     assert proc.returncode != 0

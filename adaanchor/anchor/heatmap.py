@@ -180,6 +180,7 @@ def decode_heatmap(
         x = column.to(flat.dtype) + 0.5
         y = row.to(flat.dtype) + 0.5
         if subpixel:
+
             def value(r, c):
                 return flat.gather(1, r * width + c)
 

@@ -77,6 +77,10 @@ def warp(
     index_matrix = np.hstack([linear, (offset + linear @ np.array([0.5, 0.5]) - 0.5)[:, None]])
     out_h, out_w = output_size
     return cv2.warpAffine(
-        image, index_matrix, (int(out_w), int(out_h)), flags=interpolation,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=border_value,
+        image,
+        index_matrix,
+        (int(out_w), int(out_h)),
+        flags=interpolation,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border_value,
     )

@@ -175,7 +175,10 @@ def register_builtin_datasets(root: str) -> None:
         DatasetCatalog.register(
             name,
             lambda meta=meta, name=name: load_keypoint_json(
-                meta.json_file, meta.image_root, coco.num_keypoints, dataset_name=name,
+                meta.json_file,
+                meta.image_root,
+                coco.num_keypoints,
+                dataset_name=name,
                 missing_images="skip" if "train" in name else "error",
             ),
         )

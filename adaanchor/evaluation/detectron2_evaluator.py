@@ -114,9 +114,7 @@ def write_json_atomically(path: str, obj) -> None:
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f)
@@ -168,9 +166,7 @@ class KeypointEvaluator(DatasetEvaluator):
                 f"dataset '{dataset_name}': evaluator_type '{self._evaluator_type}' is not supported by "
                 'KeypointEvaluator (use "coco" or "crowdpose")'
             )
-        self._sigmas = [
-            float(s) for s in self._metadata_field("keypoint_oks_sigmas", "K OKS sigmas")
-        ]
+        self._sigmas = [float(s) for s in self._metadata_field("keypoint_oks_sigmas", "K OKS sigmas")]
         self._keypoint_names = self._metadata.get("keypoint_names", None)
         self._ground_truth = load_ground_truth(
             PathManager.get_local_path(json_file),
@@ -220,9 +216,7 @@ class KeypointEvaluator(DatasetEvaluator):
         else:
             predictions = self._predictions
         if not predictions:
-            self._logger.warning(
-                f"KeypointEvaluator on '{self._dataset_name}': no predictions at all"
-            )
+            self._logger.warning(f"KeypointEvaluator on '{self._dataset_name}': no predictions at all")
         if self._output_dir:
             path = os.path.join(self._output_dir, RESULTS_FILE_NAME)
             write_json_atomically(path, predictions)
@@ -238,14 +232,11 @@ class KeypointEvaluator(DatasetEvaluator):
         results = to_detectron2_metrics(metrics)
         headline = OrderedDict((k, v) for k, v in results.items() if "-" not in k)
         self._logger.info(
-            f"Evaluation results for keypoints ({self._evaluator_type} protocol): \n"
-            + create_small_table(headline)
+            f"Evaluation results for keypoints ({self._evaluator_type} protocol): \n" + create_small_table(headline)
         )
         if self._per_keypoint:
             names = [k[len("AP-") :] for k in results if k.startswith("AP-")]
             rows = [(name, results[f"AP-{name}"], results[f"recall-{name}"]) for name in names]
-            table = tabulate(
-                rows, headers=["keypoint", "AP", "recall"], tablefmt="pipe", floatfmt=".3f"
-            )
+            table = tabulate(rows, headers=["keypoint", "AP", "recall"], tablefmt="pipe", floatfmt=".3f")
             self._logger.info("Per-keypoint results: \n" + table)
         return OrderedDict(keypoints=results)

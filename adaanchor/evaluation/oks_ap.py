@@ -132,9 +132,7 @@ def average_precision(coco_eval: COCOeval) -> float:
     return float(np.mean(defined)) if defined.size else -1.0
 
 
-def per_keypoint_ap(
-    protocol: str, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]
-) -> List[float]:
+def per_keypoint_ap(protocol: str, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]) -> List[float]:
     """AP of each keypoint type alone: OKS restricted to keypoint k, one COCOeval per type.
 
     For type k the ground truth keeps only keypoint k (``num_keypoints`` = 1 if it is labelled, else 0,
@@ -172,12 +170,8 @@ def oks_matrix(gts: List[Dict], dts: List[Dict], sigmas: Sequence[float]) -> np.
     """
     variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
     num_keypoints = len(variances)
-    g = np.array([a["keypoints"] for a in gts], dtype=np.float64).reshape(
-        len(gts), num_keypoints, 3
-    )
-    d = np.array([a["keypoints"] for a in dts], dtype=np.float64).reshape(
-        len(dts), num_keypoints, 3
-    )
+    g = np.array([a["keypoints"] for a in gts], dtype=np.float64).reshape(len(gts), num_keypoints, 3)
+    d = np.array([a["keypoints"] for a in dts], dtype=np.float64).reshape(len(dts), num_keypoints, 3)
     boxes = np.array([a["bbox"] for a in gts], dtype=np.float64).reshape(len(gts), 4)
     scales = np.array([a["area"] for a in gts], dtype=np.float64)
     labelled = g[:, :, 2] > 0  # (G, K)
@@ -190,12 +184,7 @@ def oks_matrix(gts: List[Dict], dts: List[Dict], sigmas: Sequence[float]) -> np.
         pred = d[:, None, :, axis]
         outside_box = np.maximum(0, low - pred) + np.maximum(0, pred - high)
         offsets.append(np.where(has_labels[None, :, None], to_keypoint, outside_box))
-    e = (
-        (offsets[0] ** 2 + offsets[1] ** 2)
-        / variances
-        / (scales[None, :, None] + np.spacing(1))
-        / 2
-    )
+    e = (offsets[0] ** 2 + offsets[1] ** 2) / variances / (scales[None, :, None] + np.spacing(1)) / 2
     weights = np.where(has_labels[:, None], labelled, True)  # (G, K): which keypoints count
     return (np.exp(-e) * weights[None]).sum(axis=-1) / weights.sum(axis=-1)[None]
 

@@ -288,8 +288,9 @@ def test_crowded_image_chunked_equals_unchunked_with_bounded_work():
     tgt = centers + torch.randn(1, types, persons, 2, generator=g) * 8
     valid = torch.rand(1, types, persons, generator=g) > 0.15
     conf = torch.sigmoid(torch.randn(1, types, size, size, generator=g) * 1.5 - 4.6)
-    lazy = CandidateEstimates(torch.randn(1, types, 2, size, size, generator=g) * 3,
-                              torch.randn(1, types, 2, size, size, generator=g) * 0.5)
+    lazy = CandidateEstimates(
+        torch.randn(1, types, 2, size, size, generator=g) * 3, torch.randn(1, types, 2, size, size, generator=g) * 0.5
+    )
     whole = assign_adaptive_anchors(conf, lazy, tgt, valid, chunk_size=1 << 30)
     small = assign_adaptive_anchors(conf, lazy, tgt, valid, chunk_size=1 << 14)  # dozens of chunks
     assert whole.num_positives > 10 * persons

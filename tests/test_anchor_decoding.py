@@ -90,9 +90,7 @@ def test_lazy_and_dense_estimates_decode_alike_batched():
 def _sequential_greedy(x, y, group, radius):
     keep = []
     for i in range(len(x)):
-        if all(
-            group[j] != group[i] or (x[i] - x[j]) ** 2 + (y[i] - y[j]) ** 2 > radius**2 for j in keep
-        ):
+        if all(group[j] != group[i] or (x[i] - x[j]) ** 2 + (y[i] - y[j]) ** 2 > radius**2 for j in keep):
             keep.append(i)
     return keep
 

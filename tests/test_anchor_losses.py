@@ -88,12 +88,20 @@ def test_local_offset_loss_by_hand():
 def test_local_offset_location_near_two_targets_learns_the_nearest():
     height, width = 4, 8
     used = torch.ones(1, 1, 2, dtype=torch.bool)
-    assignment = AnchorAssignment((1, 1, height, width), torch.zeros(0, dtype=torch.long),
-                                  torch.zeros(0, dtype=torch.long), torch.zeros(0), used)
+    assignment = AnchorAssignment(
+        (1, 1, height, width), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0), used
+    )
     local = torch.zeros(1, 1, 2, height, width, requires_grad=True)
     targets = torch.tensor([[[[3.0, 1.5], [4.4, 1.5]]]])  # candidate (i1, j3) center 3.5: d .5 vs .9 -> first
-    losses = adaanchor_losses(torch.zeros(1, 1, height, width), torch.zeros(1, 1, 2, height, width), local,
-                              assignment, targets, used, local_radius=1.0)
+    losses = adaanchor_losses(
+        torch.zeros(1, 1, height, width),
+        torch.zeros(1, 1, 2, height, width),
+        local,
+        assignment,
+        targets,
+        used,
+        local_radius=1.0,
+    )
     losses["loss_local_offset"].backward()
     # within 1 px: target 0 -> centers 2.5, 3.5; target 1 -> 3.5, 4.5. Shared 3.5 learns 3.0 - 3.5 = -0.5.
     assert local.grad[0, 0, 0, 1, 3].item() == pytest.approx(1 / 3)  # d/dl |l - (-0.5)| / 3 at l = 0

@@ -27,16 +27,30 @@ def _image_and_record(tmp_path, keypoints, extra_annotations=()):
     path = str(tmp_path / "img.png")
     cv2.imwrite(path, img)
     flat = [c for kp in keypoints for c in kp]
-    ann = {"bbox": [5, 5, 50, 40], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0,
-           "keypoints": flat, "num_keypoints": 3, "area": 1000.0}
-    return {"file_name": path, "image_id": 1, "height": h, "width": w,
-            "annotations": [ann, *extra_annotations]}
+    ann = {
+        "bbox": [5, 5, 50, 40],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "category_id": 0,
+        "iscrowd": 0,
+        "keypoints": flat,
+        "num_keypoints": 3,
+        "area": 1000.0,
+    }
+    return {"file_name": path, "image_id": 1, "height": h, "width": w, "annotations": [ann, *extra_annotations]}
 
 
 def _mapper(**kw):
-    args = dict(image_format="BGR", input_size=64, scale_range=(1.0, 1.0), max_rotation_deg=0.0,
-                max_translation=0.0, flip_prob=0.0, flip_indices=FLIP, num_keypoints=3,
-                test_resize=T.ResizeShortestEdge(32, 1000))
+    args = dict(
+        image_format="BGR",
+        input_size=64,
+        scale_range=(1.0, 1.0),
+        max_rotation_deg=0.0,
+        max_translation=0.0,
+        flip_prob=0.0,
+        flip_indices=FLIP,
+        num_keypoints=3,
+        test_resize=T.ResizeShortestEdge(32, 1000),
+    )
     args.update(kw)
     return BottomUpDatasetMapper(True, **args)
 
@@ -49,7 +63,7 @@ def test_keypoints_follow_the_pixels(tmp_path):
     for x, y, v in kpts[:2]:  # each labelled keypoint sits on (or next to) its bright pixel
         assert 1 <= x < 63 and 1 <= y < 63
         xi, yi = int(np.floor(x)), int(np.floor(y))
-        assert img[max(yi - 1, 0):yi + 2, max(xi - 1, 0):xi + 2].max() > 0
+        assert img[max(yi - 1, 0) : yi + 2, max(xi - 1, 0) : xi + 2].max() > 0
     assert kpts[2].tolist() == [0.0, 0.0, 0.0]  # unlabelled stays (0, 0, 0)
     assert out["instances"].gt_areas[0].item() == pytest.approx(1000.0 * (1.2 * 64 / 60) ** 2, rel=1e-5)
 
@@ -74,10 +88,22 @@ def test_keypoints_outside_the_input_keep_their_labels(tmp_path):
 
 
 def test_crowd_and_unlabelled_people_become_the_ignore_mask(tmp_path):
-    crowd = {"bbox": [0, 0, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 1,
-             "segmentation": [[0, 0, 20, 0, 20, 20, 0, 20]]}
-    nobody = {"bbox": [60, 40, 10, 10], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0,
-              "keypoints": [0] * 9, "num_keypoints": 0, "segmentation": [[60, 40, 70, 40, 70, 50, 60, 50]]}
+    crowd = {
+        "bbox": [0, 0, 10, 10],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "category_id": 0,
+        "iscrowd": 1,
+        "segmentation": [[0, 0, 20, 0, 20, 20, 0, 20]],
+    }
+    nobody = {
+        "bbox": [60, 40, 10, 10],
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "category_id": 0,
+        "iscrowd": 0,
+        "keypoints": [0] * 9,
+        "num_keypoints": 0,
+        "segmentation": [[60, 40, 70, 40, 70, 50, 60, 50]],
+    }
     rec = _image_and_record(tmp_path, [(30.5, 30.5, 2)] * 3, [crowd, nobody])
     out = _mapper(input_size=60)(rec)  # zoom 1; the 80 px wide image is centred: x' = x - 10, y' = y
     assert len(out["instances"]) == 1
@@ -91,16 +117,18 @@ def test_corrupt_image_skipped_in_training_rejected_in_test(tmp_path, caplog):
     (tmp_path / "img.png").write_bytes(b"\x89PNG broken")
     assert _mapper()(rec) is None
     assert "image id 1" in caplog.text and "img.png" in caplog.text
-    test_mapper = BottomUpDatasetMapper(False, image_format="BGR", input_size=64,
-                                        test_resize=T.ResizeShortestEdge(32, 1000))
+    test_mapper = BottomUpDatasetMapper(
+        False, image_format="BGR", input_size=64, test_resize=T.ResizeShortestEdge(32, 1000)
+    )
     with pytest.raises(RuntimeError, match="image id 1 .*img.png"):
         test_mapper(rec)
 
 
 def test_test_mode_resizes_short_side(tmp_path):
     rec = _image_and_record(tmp_path, [(10.5, 20.5, 2)] * 3)
-    test_mapper = BottomUpDatasetMapper(False, image_format="BGR", input_size=64,
-                                        test_resize=T.ResizeShortestEdge(30, 1000))
+    test_mapper = BottomUpDatasetMapper(
+        False, image_format="BGR", input_size=64, test_resize=T.ResizeShortestEdge(30, 1000)
+    )
     out = test_mapper(rec)
     assert tuple(out["image"].shape) == (3, 30, 40) and (out["height"], out["width"]) == (60, 80)
     assert "annotations" not in out

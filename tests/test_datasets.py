@@ -48,7 +48,9 @@ def test_real_crowdpose_sample_through_the_catalog(shared_data, registered):
 
 
 def test_custom_spec_and_its_validation(tmp_path, registered):
-    spec = KeypointSpec("faces", ("nose", "left_eye", "right_eye"), (("left_eye", "right_eye"),), ((0, 1), (0, 2)), (0.03,) * 3)
+    spec = KeypointSpec(
+        "faces", ("nose", "left_eye", "right_eye"), (("left_eye", "right_eye"),), ((0, 1), (0, 2)), (0.03,) * 3
+    )
     datasets.register_keypoint_dataset("faces_val", str(tmp_path / "none.json"), str(tmp_path), spec)
     registered.append("faces_val")
     meta = MetadataCatalog.get("faces_val")

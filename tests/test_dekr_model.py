@@ -67,16 +67,24 @@ def test_small_model_losses_finite_with_and_without_people(adaanchor):
         losses = model(batch)
     assert all(torch.isfinite(v) for v in losses.values())
     center_keys = {k for k in losses if k.startswith("loss_center")}
-    assert center_keys == ({"loss_center_confidence", "loss_center_offset", "loss_center_local_offset"}
-                           if adaanchor else {"loss_center_heatmap"})
+    assert center_keys == (
+        {"loss_center_confidence", "loss_center_offset", "loss_center_local_offset"}
+        if adaanchor
+        else {"loss_center_heatmap"}
+    )
     sum(losses.values()).backward()
 
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_inference_outputs_in_the_original_frame(flip):
     cfg = _cfg(
-        "synthetic_dekr_adaanchor.yaml", "MODEL.DEKR.TEST.FLIP", flip, "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", 0.0,
-        "MODEL.DEKR.TEST.SCALES", (1.0, 0.5),
+        "synthetic_dekr_adaanchor.yaml",
+        "MODEL.DEKR.TEST.FLIP",
+        flip,
+        "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD",
+        0.0,
+        "MODEL.DEKR.TEST.SCALES",
+        (1.0, 0.5),
     )
     model = build_model(cfg)
     model.eval()
@@ -103,7 +111,9 @@ def test_one_key_switches_only_the_centre_channels():
     assert ada_params.keys() == heat_params.keys()
     differ = {k for k in ada_params if ada_params[k] != heat_params[k]}
     assert differ == {"heatmap_head.predictor.weight", "heatmap_head.predictor.bias"}
-    assert ada_params["heatmap_head.predictor.bias"] == (14 + 5,) and heat_params["heatmap_head.predictor.bias"] == (14 + 1,)
+    assert ada_params["heatmap_head.predictor.bias"] == (14 + 5,) and heat_params["heatmap_head.predictor.bias"] == (
+        14 + 1,
+    )
     bias = ada.heatmap_head.predictor.bias.detach()
     assert torch.sigmoid(bias[14]).item() == pytest.approx(0.01)  # focal-loss prior on the confidence
 
@@ -111,9 +121,20 @@ def test_one_key_switches_only_the_centre_channels():
 def test_detectron2_resnet_backbone_with_the_same_heads():
     cfg = _cfg(
         "synthetic_dekr_adaanchor.yaml",
-        "MODEL.BACKBONE.NAME", "build_resnet_backbone", "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-        "MODEL.RESNETS.NORM", "BN", "MODEL.RESNETS.OUT_FEATURES", ["res2"], "MODEL.BACKBONE.FREEZE_AT", 0,
-        "MODEL.DEKR.IN_FEATURE", "res2",
+        "MODEL.BACKBONE.NAME",
+        "build_resnet_backbone",
+        "MODEL.RESNETS.DEPTH",
+        18,
+        "MODEL.RESNETS.RES2_OUT_CHANNELS",
+        64,
+        "MODEL.RESNETS.NORM",
+        "BN",
+        "MODEL.RESNETS.OUT_FEATURES",
+        ["res2"],
+        "MODEL.BACKBONE.FREEZE_AT",
+        0,
+        "MODEL.DEKR.IN_FEATURE",
+        "res2",
     )
     model = build_model(cfg)
     model.train()
@@ -123,5 +144,14 @@ def test_detectron2_resnet_backbone_with_the_same_heads():
     assert all(torch.isfinite(v) for v in losses.values())
     assert model.predict_maps(torch.zeros(1, 3, 128, 128))["offsets"].shape == (1, 28, 32, 32)
     with pytest.raises(ValueError, match="MODEL.DEKR.IN_FEATURE 'res4' is not a backbone output"):
-        build_model(_cfg("synthetic_dekr_adaanchor.yaml", "MODEL.BACKBONE.NAME", "build_resnet_backbone",
-                         "MODEL.RESNETS.OUT_FEATURES", ["res2"], "MODEL.DEKR.IN_FEATURE", "res4"))
+        build_model(
+            _cfg(
+                "synthetic_dekr_adaanchor.yaml",
+                "MODEL.BACKBONE.NAME",
+                "build_resnet_backbone",
+                "MODEL.RESNETS.OUT_FEATURES",
+                ["res2"],
+                "MODEL.DEKR.IN_FEATURE",
+                "res4",
+            )
+        )

@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("detectron2")
 
+from adaanchor.data.synthetic import PERSON_CATEGORY_ID  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -32,4 +34,5 @@ def test_demo_writes_drawings_and_predictions_and_reports_bad_files(tmp_path):
     assert drawing is not None and drawing.shape == image.shape
     predictions = json.loads((tmp_path / "vis" / "street.json").read_text())
     assert predictions and all(len(p["keypoints"]) == 14 * 3 and p["image_id"] == "street" for p in predictions)
+    assert all(p["category_id"] == PERSON_CATEGORY_ID for p in predictions)  # the synthetic dataset's category
     assert not (tmp_path / "vis" / "broken.json").exists()

@@ -18,14 +18,13 @@ from detectron2.evaluation import print_csv_format  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 
 from adaanchor.data.keypoints import COCO_SPEC, CROWDPOSE_SPEC  # noqa: E402
-from adaanchor.evaluation.detectron2_evaluator import (
+from adaanchor.evaluation.detectron2_evaluator import (  # noqa: E402
     KeypointEvaluator,
+    instances_to_keypoint_results,
     write_json_atomically,
-)  # noqa: E402
-
-CROWDPOSE_REFERENCE_AP = (
-    0.787722  # /work/shared/data/README.md, xtcocotools on the xtcocoapi example
 )
+
+CROWDPOSE_REFERENCE_AP = 0.787722  # /work/shared/data/README.md, xtcocotools on the xtcocoapi example
 
 
 @pytest.fixture
@@ -45,9 +44,7 @@ def register(shared_data):
         )
         # Detectron2's loader: keypoints + 0.5, and thing_dataset_id_to_contiguous_id on the metadata.
         dicts = (
-            load_coco_json(json_file, str(shared_data / os.path.dirname(relative_json)), name)
-            if load_dataset
-            else None
+            load_coco_json(json_file, str(shared_data / os.path.dirname(relative_json)), name) if load_dataset else None
         )
         return name, dicts
 
@@ -59,14 +56,10 @@ def register(shared_data):
 def instances_from_annotations(record):
     """Outputs a model would give if it predicted the ground truth exactly, in Detectron2's coordinates."""
     anns = [
-        a
-        for a in record["annotations"]
-        if not a.get("iscrowd", 0) and (np.asarray(a["keypoints"])[2::3] > 0).any()
+        a for a in record["annotations"] if not a.get("iscrowd", 0) and (np.asarray(a["keypoints"])[2::3] > 0).any()
     ]
     instances = Instances((record["height"], record["width"]))
-    kpts = torch.tensor([a["keypoints"] for a in anns], dtype=torch.float32).reshape(
-        len(anns), -1, 3
-    )
+    kpts = torch.tensor([a["keypoints"] for a in anns], dtype=torch.float32).reshape(len(anns), -1, 3)
     kpts[:, :, 2] = 1.0
     instances.pred_keypoints = kpts
     instances.scores = torch.ones(len(anns))
@@ -81,12 +74,8 @@ def run(evaluator, records, make_instances):
     originals = []
     for record in records:
         instances = make_instances(record)
-        before = {
-            k: v.clone() for k, v in instances.get_fields().items() if isinstance(v, torch.Tensor)
-        }
-        before["pred_boxes"] = (
-            instances.pred_boxes.tensor.clone() if instances.has("pred_boxes") else None
-        )
+        before = {k: v.clone() for k, v in instances.get_fields().items() if isinstance(v, torch.Tensor)}
+        before["pred_boxes"] = instances.pred_boxes.tensor.clone() if instances.has("pred_boxes") else None
         evaluator.process([{"image_id": record["image_id"]}], [{"instances": instances}])
         originals.append((instances, before))
     return evaluator.evaluate(), originals
@@ -99,9 +88,7 @@ def run(evaluator, records, make_instances):
         ("crowdpose/test_crowdpose.json", "crowdpose", CROWDPOSE_SPEC),
     ],
 )
-def test_ground_truth_loaded_the_detectron2_way_scores_100(
-    register, tmp_path, relative_json, evaluator_type, spec
-):
+def test_ground_truth_loaded_the_detectron2_way_scores_100(register, tmp_path, relative_json, evaluator_type, spec):
     name, records = register(relative_json, evaluator_type, spec)
     evaluator = KeypointEvaluator(name, output_dir=str(tmp_path), distributed=True)
     results, originals = run(evaluator, records, instances_from_annotations)
@@ -124,43 +111,30 @@ def test_ground_truth_loaded_the_detectron2_way_scores_100(
     gt_by_image = {}
     for ann in gt["annotations"]:
         if not ann["iscrowd"] and (np.asarray(ann["keypoints"])[2::3] > 0).any():
-            gt_by_image.setdefault(ann["image_id"], []).append(
-                np.asarray(ann["keypoints"]).reshape(-1, 3)
-            )
+            gt_by_image.setdefault(ann["image_id"], []).append(np.asarray(ann["keypoints"]).reshape(-1, 3))
     assert len(written) == sum(len(v) for v in gt_by_image.values())
     for result in written:
         kpts = np.asarray(result["keypoints"]).reshape(-1, 3)
-        best = min(
-            np.abs(g[g[:, 2] > 0, :2] - kpts[g[:, 2] > 0, :2]).max()
-            for g in gt_by_image[result["image_id"]]
-        )
+        best = min(np.abs(g[g[:, 2] > 0, :2] - kpts[g[:, 2] > 0, :2]).max() for g in gt_by_image[result["image_id"]])
         assert best < 1e-4
-    assert [p.name for p in tmp_path.iterdir()] == [
-        "keypoint_results.json"
-    ]  # no temporary left over
+    assert [p.name for p in tmp_path.iterdir()] == ["keypoint_results.json"]  # no temporary left over
 
 
-def test_real_crowdpose_predictions_through_detectron2_match_xtcocotools_reference(
-    register, shared_data
-):
+def test_real_crowdpose_predictions_through_detectron2_match_xtcocotools_reference(register, shared_data):
     name, _ = register(
         "xtcocoapi_examples/example_crowdpose_val.json",
         "crowdpose",
         CROWDPOSE_SPEC,
         load_dataset=False,
     )
-    preds = json.loads(
-        (shared_data / "xtcocoapi_examples" / "example_crowdpose_preds.json").read_text()
-    )
+    preds = json.loads((shared_data / "xtcocoapi_examples" / "example_crowdpose_preds.json").read_text())
     evaluator = KeypointEvaluator(name, distributed=False)
     by_image = {}
     for p in preds:
         by_image.setdefault(p["image_id"], []).append(p)
     for image_id, image_preds in by_image.items():
         instances = Instances((1000, 1000))
-        kpts = torch.tensor([p["keypoints"] for p in image_preds], dtype=torch.float64).reshape(
-            len(image_preds), -1, 3
-        )
+        kpts = torch.tensor([p["keypoints"] for p in image_preds], dtype=torch.float64).reshape(len(image_preds), -1, 3)
         kpts[:, :, :2] += 0.5  # what a Detectron2 model outputs
         instances.pred_keypoints = kpts
         instances.scores = torch.tensor([p["score"] for p in image_preds], dtype=torch.float64)
@@ -182,22 +156,16 @@ def test_zero_predictions_give_ap_zero_and_an_empty_results_file(register, tmp_p
 
     metrics = run(evaluator, records, empty)[0]["keypoints"]
     assert metrics["AP"] == 0.0 and metrics["AR"] == 0.0 and metrics["recall"] == 0.0
-    assert metrics["APm"] == 0.0 and math.isnan(
-        metrics["vis_error"]
-    )  # no matched keypoint: undefined
+    assert metrics["APm"] == 0.0 and math.isnan(metrics["vis_error"])  # no matched keypoint: undefined
     assert json.loads((tmp_path / "new_dir" / "keypoint_results.json").read_text()) == []
 
 
 def test_missing_metadata_is_named(register):
     name, _ = register("coco/test_coco.json", "coco", COCO_SPEC, load_dataset=False)
     bare = f"adaanchor_eval_test_bare_{uuid.uuid4().hex[:8]}"
-    MetadataCatalog.get(bare).set(
-        evaluator_type="coco", keypoint_oks_sigmas=list(COCO_SPEC.oks_sigmas)
-    )
+    MetadataCatalog.get(bare).set(evaluator_type="coco", keypoint_oks_sigmas=list(COCO_SPEC.oks_sigmas))
     try:
-        with pytest.raises(
-            ValueError, match=f"dataset '{bare}': MetadataCatalog has no 'json_file'"
-        ):
+        with pytest.raises(ValueError, match=f"dataset '{bare}': MetadataCatalog has no 'json_file'"):
             KeypointEvaluator(bare)
     finally:
         MetadataCatalog.remove(bare)
@@ -218,8 +186,38 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     path = tmp_path / "keypoint_results.json"
     write_json_atomically(str(path), [{"a": 1}])
     with pytest.raises(TypeError):
-        write_json_atomically(
-            str(path), [{"a": 1}, {"b": object()}]
-        )  # fails half-way through json.dump
+        write_json_atomically(str(path), [{"a": 1}, {"b": object()}])  # fails half-way through json.dump
     assert json.loads(path.read_text()) == [{"a": 1}]  # the previous complete file
     assert [p.name for p in tmp_path.iterdir()] == ["keypoint_results.json"]
+
+
+def test_results_conversion_category_ids_and_shift_on_a_copy(tmp_path):
+    """The conversion the evaluator and the demo share: -0.5 on a copy; category ids through the metadata's
+    mapping, else the json's only category, else an error naming the dataset."""
+    instances = Instances((20, 30))
+    instances.pred_keypoints = torch.tensor([[[10.5, 4.5, 0.9], [2.0, 3.0, 0.1]]])
+    instances.scores = torch.tensor([0.8])
+    instances.pred_classes = torch.tensor([0])
+    before = instances.pred_keypoints.clone()
+    json_file = tmp_path / "gt.json"
+    json_file.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 7, "name": "person"}]}))
+    names = [f"adaanchor_eval_test_convert_{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    mapped, from_json, neither = (MetadataCatalog.get(n) for n in names)
+    mapped.set(thing_dataset_id_to_contiguous_id={3: 0})
+    from_json.set(json_file=str(json_file))
+    try:
+        (result,) = instances_to_keypoint_results(instances, "img", mapped)
+        assert (result["image_id"], result["category_id"]) == ("img", 3)
+        assert result["keypoints"] == pytest.approx([10, 4, 0.9, 1.5, 2.5, 0.1]) and result["score"] == pytest.approx(
+            0.8
+        )
+        assert torch.equal(instances.pred_keypoints, before)
+        assert instances_to_keypoint_results(instances, 1, from_json)[0]["category_id"] == 7
+        assert instances_to_keypoint_results(instances, 1, from_json, [5])[0]["category_id"] == 5
+        with pytest.raises(ValueError, match=f"dataset '{names[2]}': cannot tell the category"):
+            instances_to_keypoint_results(instances, 1, neither)
+        with pytest.raises(ValueError, match="has 2 categories"):
+            instances_to_keypoint_results(instances, 1, from_json, [1, 2])
+    finally:
+        for n in names:
+            MetadataCatalog.remove(n)

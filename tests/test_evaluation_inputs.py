@@ -34,9 +34,7 @@ def ground_truth():
 
 
 def predictions():
-    return [
-        {"image_id": 7, "category_id": 1, "keypoints": [21, 19, 0.9, 31, 42, 0.5], "score": 0.8}
-    ]
+    return [{"image_id": 7, "category_id": 1, "keypoints": [21, 19, 0.9, 31, 42, 0.5], "score": 0.8}]
 
 
 def write(tmp_path, name, content):
@@ -257,9 +255,7 @@ def test_command_line_entry_point_runs_as_a_module(tmp_path):
         "ARm",
         "ARl",
     ]
-    assert (
-        metrics["AP"] == pytest.approx(1.0) and metrics["inv_error"] is None
-    )  # no v = 1: NaN -> null
+    assert metrics["AP"] == pytest.approx(1.0) and metrics["inv_error"] is None  # no v = 1: NaN -> null
 
 
 def test_core_imports_without_torch_or_detectron2():

@@ -19,9 +19,7 @@ def person(ann_id, image_id, keypoints, bbox, area=None, iscrowd=0, num_keypoint
         "iscrowd": iscrowd,
         "bbox": list(bbox),
         "keypoints": [float(c) for kp in keypoints for c in kp],
-        "num_keypoints": (
-            sum(1 for kp in keypoints if kp[2] > 0) if num_keypoints is None else num_keypoints
-        ),
+        "num_keypoints": (sum(1 for kp in keypoints if kp[2] > 0) if num_keypoints is None else num_keypoints),
     }
     if area is not None:
         ann["area"] = area
@@ -29,10 +27,7 @@ def person(ann_id, image_id, keypoints, bbox, area=None, iscrowd=0, num_keypoint
 
 
 def dataset(annotations, num_keypoints, crowd_indices=None, num_images=1):
-    images = [
-        {"id": i + 1, "width": 640, "height": 480, "file_name": f"{i + 1}.jpg"}
-        for i in range(num_images)
-    ]
+    images = [{"id": i + 1, "width": 640, "height": 480, "file_name": f"{i + 1}.jpg"} for i in range(num_images)]
     if crowd_indices is not None:
         for image, crowd_index in zip(images, crowd_indices):
             image["crowdIndex"] = crowd_index
@@ -69,9 +64,7 @@ def test_coco_ap_from_hand_computed_oks():
     preds = [prediction(1, [(10 + d, 10, 0.9), (30, 30 + d, 0.9)], 0.8)]
     m = evaluate(gt, preds)
     assert m["AP"] == pytest.approx(0.5, abs=1e-12)
-    assert (m["AP50"], m["AP75"], m["AR"], m["AR50"], m["AR75"]) == pytest.approx(
-        (1.0, 0.0, 0.5, 1.0, 0.0)
-    )
+    assert (m["AP50"], m["AP75"], m["AR"], m["AR50"], m["AR75"]) == pytest.approx((1.0, 0.0, 0.5, 1.0, 0.0))
     # area 1000 < 32^2: a "small" person, outside the medium and large ranges -> undefined there.
     assert m["APm"] == m["APl"] == m["ARm"] == m["ARl"] == -1.0
 
@@ -80,9 +73,7 @@ def test_crowdpose_uses_053_bbox_area_as_object_scale():
     # bbox 40 x 50 -> scale 0.53 * 2000 = 1060 px^2; the same offset computed for scale 1060 gives OKS 0.72.
     scale = 0.53 * 40 * 50
     d = offset_for_oks(0.72, scale=scale)
-    gt = dataset(
-        [person(1, 1, [(10, 10, 2), (30, 30, 1)], bbox=(0, 0, 40, 50))], 2, crowd_indices=[0.5]
-    )
+    gt = dataset([person(1, 1, [(10, 10, 2), (30, 30, 1)], bbox=(0, 0, 40, 50))], 2, crowd_indices=[0.5])
     preds = [prediction(1, [(10 + d, 10, 0.9), (30, 30 - d, 0.9)], 0.8)]
     m = evaluate(gt, preds, protocol="crowdpose")
     assert list(m)[:9] == [
@@ -109,14 +100,9 @@ def test_crowdpose_uses_053_bbox_area_as_object_scale():
 def test_crowd_index_split_boundaries_and_rounding():
     # One person per image; images with crowd index 0.1 (easy), 0.2 and 0.79 (medium), 0.8 and 1.3 (hard).
     crowd = [0.1, 0.2, 0.79, 0.8, 1.3]
-    anns = [
-        person(i + 1, i + 1, [(100, 100, 2), (120, 140, 2)], bbox=(80, 80, 60, 80))
-        for i in range(5)
-    ]
+    anns = [person(i + 1, i + 1, [(100, 100, 2), (120, 140, 2)], bbox=(80, 80, 60, 80)) for i in range(5)]
     gt = dataset(anns, 2, crowd_indices=crowd, num_images=5)
-    perfect = [
-        prediction(i, [(100, 100, 1.0), (120, 140, 1.0)], 1.0) for i in (1, 2)
-    ]  # images 0.1, 0.2
+    perfect = [prediction(i, [(100, 100, 1.0), (120, 140, 1.0)], 1.0) for i in (1, 2)]  # images 0.1, 0.2
     m = evaluate(gt, perfect, protocol="crowdpose")
     assert m["AP_easy"] == 1.0
     # medium: 1 of 2 persons found with precision 1 -> precision 1 at recall thresholds 0.00..0.50
@@ -133,9 +119,7 @@ def test_keypoint_recall_greedy_by_confidence_and_oks_threshold():
     anns = [
         person(1, 1, [(100, 100, 2), (100, 150, 2)], bbox=(50, 50, 100, 100), area=10000.0),
         person(2, 1, [(110, 100, 2), (0, 0, 0)], bbox=(60, 50, 100, 100), area=10000.0),
-        person(
-            3, 1, [(300, 300, 2), (300, 320, 2)], bbox=(250, 250, 100, 100), area=10000.0, iscrowd=1
-        ),
+        person(3, 1, [(300, 300, 2), (300, 320, 2)], bbox=(250, 250, 100, 100), area=10000.0, iscrowd=1),
     ]
     gt = dataset(anns, 2)
     preds = [
@@ -162,28 +146,18 @@ def test_keypoint_recall_sees_only_the_top_20_poses_per_image():
 
 
 def test_error_and_confidence_by_visibility_over_matched_poses():
-    anns = [
-        person(1, 1, [(50, 50, 2), (60, 60, 1), (0, 0, 0)], bbox=(0, 0, 300, 300), area=90000.0)
-    ]
+    anns = [person(1, 1, [(50, 50, 2), (60, 60, 1), (0, 0, 0)], bbox=(0, 0, 300, 300), area=90000.0)]
     gt = dataset(anns, 3)
     preds = [
         prediction(1, [(53, 54, 0.9), (66, 68, 0.3), (10, 10, 0.5)], 0.7),  # errors 5 px and 10 px
-        prediction(
-            1, [(600, 400, 0.1), (600, 400, 0.1), (600, 400, 0.1)], 0.9
-        ),  # unmatched: not counted
+        prediction(1, [(600, 400, 0.1), (600, 400, 0.1), (600, 400, 0.1)], 0.9),  # unmatched: not counted
     ]
     m = evaluate(gt, preds, num_keypoints=3)
     assert m["vis_error"] == pytest.approx(5.0) and m["vis_score"] == pytest.approx(0.9)
     assert m["inv_error"] == pytest.approx(10.0) and m["inv_score"] == pytest.approx(0.3)
-    only_visible = dataset(
-        [person(1, 1, [(50, 50, 2), (60, 60, 2), (0, 0, 0)], bbox=(0, 0, 300, 300), area=9e4)], 3
-    )
+    only_visible = dataset([person(1, 1, [(50, 50, 2), (60, 60, 2), (0, 0, 0)], bbox=(0, 0, 300, 300), area=9e4)], 3)
     m = evaluate(only_visible, preds, num_keypoints=3)
-    assert (
-        m["vis_error"] == pytest.approx(7.5)
-        and math.isnan(m["inv_error"])
-        and math.isnan(m["inv_score"])
-    )
+    assert m["vis_error"] == pytest.approx(7.5) and math.isnan(m["inv_error"]) and math.isnan(m["inv_score"])
 
 
 def test_per_keypoint_ap():
@@ -201,17 +175,13 @@ def test_per_keypoint_ap():
     # kp1: one labelled person (A); the first (higher-score) pose misses it, the second hits:
     # precision 1/2 at recall 1 at every threshold -> AP 0.5.
     assert m["AP-kp1"] == pytest.approx(0.5)
-    gt_no_kp1 = dataset(
-        [person(1, 1, [(100, 100, 2), (0, 0, 0)], bbox=(50, 50, 100, 200), area=2e4)], 2
-    )
+    gt_no_kp1 = dataset([person(1, 1, [(100, 100, 2), (0, 0, 0)], bbox=(50, 50, 100, 200), area=2e4)], 2)
     assert evaluate(gt_no_kp1, preds)["AP-kp1"] == -1.0
     assert "AP-kp0" not in evaluate(gt, preds, per_keypoint=False)
 
 
 def test_zero_predictions_give_zero_not_a_crash():
-    gt = dataset(
-        [person(1, 1, [(10, 10, 2), (30, 30, 1)], bbox=(0, 0, 40, 50))], 2, crowd_indices=[0.1]
-    )
+    gt = dataset([person(1, 1, [(10, 10, 2), (30, 30, 1)], bbox=(0, 0, 40, 50))], 2, crowd_indices=[0.1])
     m = evaluate(gt, [], protocol="crowdpose")
     assert (m["AP"], m["AR"], m["AP_easy"], m["recall"]) == (0.0, 0.0, 0.0, 0.0)
     assert m["AP_medium"] == -1.0 and math.isnan(m["vis_error"])
@@ -252,8 +222,4 @@ def test_detectron2_convention_scales_fractions_only():
     converted = to_detectron2_metrics(metrics)
     assert list(converted) == list(metrics)
     assert converted["AP"] == 50.0 and math.isnan(converted["APm"]) and converted["recall"] == 25.0
-    assert (
-        converted["AP-kp0"] == 100.0
-        and converted["vis_error"] == 3.0
-        and converted["vis_score"] == -0.7
-    )
+    assert converted["AP-kp0"] == 100.0 and converted["vis_error"] == 3.0 and converted["vis_score"] == -0.7

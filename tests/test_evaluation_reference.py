@@ -120,9 +120,7 @@ def test_cli_reproduces_crowdpose_reference_stats(shared_data, capsys, tmp_path)
 
 
 @pytest.mark.parametrize("relative_path, dataset", SAMPLE_SETS)
-def test_ground_truth_as_predictions_scores_one(
-    shared_data, tmp_path, capsys, relative_path, dataset
-):
+def test_ground_truth_as_predictions_scores_one(shared_data, tmp_path, capsys, relative_path, dataset):
     gt_path = shared_data / relative_path
     preds = ground_truth_as_predictions(json.loads(gt_path.read_text()))
     dt_path = tmp_path / "preds.json"
@@ -131,9 +129,7 @@ def test_ground_truth_as_predictions_scores_one(
     for name in ("AP", "AP50", "AP75", "AR", "recall"):
         assert metrics[name] == pytest.approx(1.0, abs=1e-12), name
     for name, value in metrics.items():
-        if name.startswith(
-            ("AP", "AR", "recall")
-        ):  # every defined fraction (incl. per keypoint, splits) is 1
+        if name.startswith(("AP", "AR", "recall")):  # every defined fraction (incl. per keypoint, splits) is 1
             assert value == -1 or value == pytest.approx(1.0, abs=1e-12), name
     assert metrics["vis_error"] == 0.0 and metrics["vis_score"] == 1.0
 
@@ -278,9 +274,7 @@ def test_crowdpose_matches_xtcocotools_on_randomized_predictions(shared_data, tm
         preds = perturbed_predictions(json.loads(gt_path.read_text()), seed, 14)
         ours = evaluate_keypoints(str(gt_path), preds, dataset="crowdpose", per_keypoint=False)
         reference = xtcocotools_crowdpose_stats(gt_path, preds, tmp_path)
-        assert [ours[n] for n in CROWDPOSE_NAMES] == pytest.approx(
-            reference, abs=1e-9
-        ), gt_path.name
+        assert [ours[n] for n in CROWDPOSE_NAMES] == pytest.approx(reference, abs=1e-9), gt_path.name
         assert 0 < ours["AP"] < 1, "perturbations too weak or too strong to test anything"
 
 

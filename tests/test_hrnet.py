@@ -17,6 +17,7 @@ from detectron2.layers import FrozenBatchNorm2d  # noqa: E402
 from detectron2.modeling import build_backbone  # noqa: E402
 
 from adaanchor.config import add_adaanchor_config  # noqa: E402
+from adaanchor.layers import HeatmapHead  # noqa: E402
 from adaanchor.modeling.backbone import (  # noqa: E402
     HRNET_PRESETS,
     HRNet,
@@ -24,7 +25,7 @@ from adaanchor.modeling.backbone import (  # noqa: E402
     hrnet_spec_from_config,
     load_hrnet_pretrained,
 )
-from adaanchor.modeling.dekr_blocks import DisentangledOffsetHead, HeatmapHead  # noqa: E402
+from adaanchor.modeling.dekr.offset_head import DisentangledOffsetHead  # noqa: E402
 
 ALL_FEATURES = ["hr2", "hr3", "hr4", "hr5", "hrnet_cat"]
 

@@ -23,7 +23,13 @@ def _dataset(keypoints=None, **image_extra):
         "images": [{"id": 7, "file_name": "a.jpg", "width": 64, "height": 48, **image_extra}],
         "annotations": [
             {"id": 70, "image_id": 7, "bbox": [1, 2, 30, 40], "keypoints": kpts, "num_keypoints": 2, "iscrowd": 0},
-            {"id": 71, "image_id": 7, "bbox": [0, 0, 5, 5], "iscrowd": 1, "segmentation": {"size": [48, 64], "counts": "0"}},
+            {
+                "id": 71,
+                "image_id": 7,
+                "bbox": [0, 0, 5, 5],
+                "iscrowd": 1,
+                "segmentation": {"size": [48, 64], "counts": "0"},
+            },
         ],
     }
 
@@ -45,11 +51,23 @@ def test_loads_with_detectron2_half_pixel_convention(tmp_path):
     [
         (lambda d: d.pop("annotations"), "no 'annotations' field"),
         (lambda d: d.update(images=[]), "the dataset is empty"),
-        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2] * 2), "annotation id 70 (image id 7): 'keypoints' has 6 numbers, expected 3 x 3 = 9"),
-        (lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 0, 0, 0, -65, 4, 2]), "annotation id 70 (image id 7): keypoint 2 at (-65, 4) lies more than 1 image width/height outside the 64 x 48 image"),
-        (lambda d: d["annotations"][0].update(keypoints=[float("nan"), 2, 2, 0, 0, 0, 3, 4, 2]), "annotation id 70 (image id 7): keypoint 0 is not finite"),
+        (
+            lambda d: d["annotations"][0].update(keypoints=[1, 2, 2] * 2),
+            "annotation id 70 (image id 7): 'keypoints' has 6 numbers, expected 3 x 3 = 9",
+        ),
+        (
+            lambda d: d["annotations"][0].update(keypoints=[1, 2, 2, 0, 0, 0, -65, 4, 2]),
+            "annotation id 70 (image id 7): keypoint 2 at (-65, 4) lies more than 1 image width/height outside the 64 x 48 image",
+        ),
+        (
+            lambda d: d["annotations"][0].update(keypoints=[float("nan"), 2, 2, 0, 0, 0, 3, 4, 2]),
+            "annotation id 70 (image id 7): keypoint 0 is not finite",
+        ),
         (lambda d: d["annotations"][0].update(keypoints=[1, 2, 3, 0, 0, 0, 3, 4, 2]), "visibility 3"),
-        (lambda d: d["annotations"][0].update(image_id=8), "annotation id 70 (image id 8): refers to an unknown image id"),
+        (
+            lambda d: d["annotations"][0].update(image_id=8),
+            "annotation id 70 (image id 8): refers to an unknown image id",
+        ),
         (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), "bbox must be 4 finite numbers"),
         (lambda d: d["images"].append(dict(d["images"][0])), "duplicate image id 7"),
     ],
@@ -88,9 +106,14 @@ def test_unreadable_json(tmp_path):
         load_keypoint_json(str(tmp_path / "nope.json"), str(tmp_path), 3)
 
 
-@pytest.mark.parametrize("folder, json_name, k", [
-    ("coco", "test_coco.json", 17), ("crowdpose", "test_crowdpose.json", 14), ("ochuman", "test_ochuman.json", 17),
-])
+@pytest.mark.parametrize(
+    "folder, json_name, k",
+    [
+        ("coco", "test_coco.json", 17),
+        ("crowdpose", "test_crowdpose.json", 14),
+        ("ochuman", "test_ochuman.json", 17),
+    ],
+)
 def test_real_samples_load(shared_data, folder, json_name, k):
     records = load_keypoint_json(str(shared_data / folder / json_name), str(shared_data / folder), k)
     raw = json.loads((shared_data / folder / json_name).read_text())

@@ -18,6 +18,7 @@ def _python(code):
 def test_framework_free_parts_import_and_work():
     proc = _python(
         "import adaanchor, adaanchor.anchor, adaanchor.evaluation, adaanchor.data.synthetic, adaanchor.data.keypoints;"
+        "import adaanchor.layers;"
         "from adaanchor.utils.dependencies import detectron2_available; assert not detectron2_available();"
         "import torch; from adaanchor.anchor import assign_adaptive_anchors;"
         "a = assign_adaptive_anchors(torch.full((1, 1, 8, 8), .5), torch.zeros(1, 1, 8, 8, 2),"
@@ -27,7 +28,9 @@ def test_framework_free_parts_import_and_work():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
-@pytest.mark.parametrize("module", ["adaanchor.config", "adaanchor.modeling", "adaanchor.engine", "adaanchor.data.datasets"])
+@pytest.mark.parametrize(
+    "module", ["adaanchor.config", "adaanchor.modeling", "adaanchor.engine", "adaanchor.data.datasets"]
+)
 def test_detectron2_parts_say_what_is_missing(module):
     proc = _python(f"import {module}")
     assert proc.returncode != 0

@@ -226,7 +226,10 @@ class _Estimates:
                 lo, hi = flat.amin(dim=2), flat.amax(dim=2)
                 # bilinear samples lie within [lo, hi] up to rounding: widen a little
                 self.local_range = (
-                    _widen_down(lo[:, 0]), _widen_up(hi[:, 0]), _widen_down(lo[:, 1]), _widen_up(hi[:, 1])
+                    _widen_down(lo[:, 0]),
+                    _widen_up(hi[:, 0]),
+                    _widen_down(lo[:, 1]),
+                    _widen_up(hi[:, 1]),
                 )
         else:
             self.points = torch.stack((source._x.float(), source._y.float()), dim=1)

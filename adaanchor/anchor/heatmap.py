@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._blocks import CPU_BLOCK
 from .decoding import Detections
 
 __all__ = ["heatmap_targets", "heatmap_loss", "decode_heatmap"]
@@ -89,10 +90,6 @@ def heatmap_targets(
         else:
             weight[index.reshape(-1)[inside]] = 1.0
     return heatmap.view(shape), weight.view(shape)
-
-
-#: Elements per block of the loss pass on CPU: blocks stay in cache.
-CPU_BLOCK = 1 << 17
 
 
 class _WeightedSquaredErrorMean(torch.autograd.Function):
@@ -183,6 +180,7 @@ def decode_heatmap(
         x = column.to(flat.dtype) + 0.5
         y = row.to(flat.dtype) + 0.5
         if subpixel:
+
             def value(r, c):
                 return flat.gather(1, r * width + c)
 

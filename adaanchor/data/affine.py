@@ -49,11 +49,6 @@ def bottom_up_affine(
     return np.hstack([linear, offset[:, None]])
 
 
-def scale_matrix(sx: float, sy: float) -> np.ndarray:
-    """(2, 3) matrix of a pure scaling of continuous coordinates (a resize by sx, sy)."""
-    return np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]])
-
-
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a (2, 3) matrix to points (..., 2) in continuous coordinates; returns float64 (..., 2)."""
     pts = np.asarray(points, dtype=np.float64)
@@ -82,6 +77,10 @@ def warp(
     index_matrix = np.hstack([linear, (offset + linear @ np.array([0.5, 0.5]) - 0.5)[:, None]])
     out_h, out_w = output_size
     return cv2.warpAffine(
-        image, index_matrix, (int(out_w), int(out_h)), flags=interpolation,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=border_value,
+        image,
+        index_matrix,
+        (int(out_w), int(out_h)),
+        flags=interpolation,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border_value,
     )

@@ -24,7 +24,8 @@ from typing import Sequence
 import numpy as np
 
 CROWD_LEVELS = ("easy", "medium", "hard")
-# Upper bounds (exclusive) of easy and medium, as in CrowdPose's evaluation (xtcocotools 'keypoints_crowd').
+# Upper bounds (exclusive) of easy and medium, as in CrowdPose's evaluation (xtcocotools 'keypoints_crowd');
+# the one definition, also behind the AP easy / medium / hard splits of adaanchor.evaluation.oks_ap.
 CROWD_LEVEL_THRESHOLDS = (0.2, 0.8)
 
 

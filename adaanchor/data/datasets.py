@@ -110,7 +110,7 @@ def register_synthetic_datasets(cache_dir: Optional[str] = None) -> None:
     A split is generated the first time it is loaded; a complete cached copy with the same parameters is
     reused, a partial one never is. The training script calls this with ``DATASETS.SYNTHETIC.CACHE_DIR``.
     """
-    from adaanchor.data.synthetic import default_cache_dir, ensure_synthetic_dataset
+    from adaanchor.data.synthetic import PERSON_CATEGORY_ID, default_cache_dir, ensure_synthetic_dataset
 
     root = cache_dir or str(default_cache_dir())
     for name, (skeleton, num_images, seed) in SYNTHETIC_SPLITS.items():
@@ -137,6 +137,8 @@ def register_synthetic_datasets(cache_dir: Optional[str] = None) -> None:
             image_root=os.path.join(split_dir, "images"),
             evaluator_type="crowdpose" if skeleton == "crowdpose" else "coco",
             thing_classes=["person"],
+            # known before the json is generated: the demo writes results without reading it
+            thing_dataset_id_to_contiguous_id={PERSON_CATEGORY_ID: 0},
             synthetic=True,
             **keypoint_metadata(spec),
         )
@@ -173,7 +175,10 @@ def register_builtin_datasets(root: str) -> None:
         DatasetCatalog.register(
             name,
             lambda meta=meta, name=name: load_keypoint_json(
-                meta.json_file, meta.image_root, coco.num_keypoints, dataset_name=name,
+                meta.json_file,
+                meta.image_root,
+                coco.num_keypoints,
+                dataset_name=name,
                 missing_images="skip" if "train" in name else "error",
             ),
         )

@@ -88,7 +88,7 @@ def flip_map_from_names(names: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
     pairs = []
     for name in names:
         if name.startswith("left_"):
-            twin = "right_" + name[len("left_"):]
+            twin = "right_" + name[len("left_") :]
             if twin in names:
                 pairs.append((name, twin))
     return tuple(pairs)
@@ -116,9 +116,7 @@ class KeypointSpec:
     num_keypoints_excludes: Tuple[str, ...] = ()
 
     def __post_init__(self):
-        validate_keypoint_metadata(
-            self.name, self.keypoint_names, self.flip_map, self.skeleton, self.oks_sigmas
-        )
+        validate_keypoint_metadata(self.name, self.keypoint_names, self.flip_map, self.skeleton, self.oks_sigmas)
 
     @property
     def num_keypoints(self) -> int:
@@ -137,7 +135,10 @@ class KeypointSpec:
     def skeleton_indices(self) -> List[Tuple[int, int]]:
         """The skeleton as 0-based index pairs (links may be given as names or as indices)."""
         index = {n: i for i, n in enumerate(self.keypoint_names)}
-        return [tuple(end if isinstance(end, (int, np.integer)) else index[end] for end in link[:2]) for link in self.skeleton]
+        return [
+            tuple(end if isinstance(end, (int, np.integer)) else index[end] for end in link[:2])
+            for link in self.skeleton
+        ]
 
     @property
     def skeleton_names(self) -> List[Tuple[str, str]]:
@@ -193,9 +194,7 @@ def validate_keypoint_metadata(
             seen[n] = other
     for a, b in flip_map_from_names(names):
         if seen.get(a) != b:
-            raise ValueError(
-                f"dataset '{dataset}': keypoint_flip_map is incomplete: '{a}' and '{b}' are not paired"
-            )
+            raise ValueError(f"dataset '{dataset}': keypoint_flip_map is incomplete: '{a}' and '{b}' are not paired")
     for link in skeleton:
         if len(link) < 2:
             raise ValueError(f"dataset '{dataset}': skeleton link {link!r} has fewer than 2 ends")
@@ -204,14 +203,10 @@ def validate_keypoint_metadata(
                 if end not in names:
                     raise ValueError(f"dataset '{dataset}': skeleton names unknown keypoint '{end}'")
             elif not (isinstance(end, (int, np.integer)) and 0 <= int(end) < k):
-                raise ValueError(
-                    f"dataset '{dataset}': skeleton index {end!r} out of range for {k} keypoints"
-                )
+                raise ValueError(f"dataset '{dataset}': skeleton index {end!r} out of range for {k} keypoints")
     sig = np.asarray(oks_sigmas, dtype=np.float64)
     if sig.shape != (k,):
-        raise ValueError(
-            f"dataset '{dataset}': oks_sigmas has {sig.size} values for {k} keypoints"
-        )
+        raise ValueError(f"dataset '{dataset}': oks_sigmas has {sig.size} values for {k} keypoints")
     if not np.all(np.isfinite(sig)) or np.any(sig <= 0):
         raise ValueError(f"dataset '{dataset}': oks_sigmas must be positive and finite, got {list(sig)}")
 

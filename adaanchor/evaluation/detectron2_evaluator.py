@@ -9,8 +9,9 @@ Reads from ``MetadataCatalog.get(dataset_name)``:
   (without it the json must have a single category).
 
 Coordinates: Detectron2 loads keypoints with +0.5 (pixel index -> continuous coordinate) and models
-predict continuous coordinates; :func:`instances_to_keypoint_results` subtracts 0.5 exactly once when
-writing results, on a copy (the model's output tensors are never modified).
+predict continuous coordinates; :func:`instances_to_keypoint_results` (used by the evaluator and by
+``projects/AdaAnchor/demo.py``) subtracts 0.5 exactly once when writing results, on a copy (the model's
+output tensors are never modified).
 """
 
 import contextlib
@@ -42,16 +43,19 @@ RESULTS_FILE_NAME = "keypoint_results.json"
 
 
 def instances_to_keypoint_results(
-    instances, image_id: int, category_ids: Sequence[int]
+    instances, image_id, metadata, json_category_ids: Optional[Sequence[int]] = None
 ) -> List[Dict]:
     """COCO keypoint results for one image's predictions, without modifying them.
 
     Args:
         instances: Detectron2 ``Instances`` with ``pred_keypoints`` (N, K, 3) float: x, y in original-image
             px, Detectron2's continuous convention, then the keypoint's confidence; ``scores`` (N,);
-            optionally ``pred_boxes`` (N, 4) XYXY original-image px.
-        image_id: the image's id in the ground-truth json.
-        category_ids: N json category ids.
+            optionally ``pred_boxes`` (N, 4) XYXY original-image px and ``pred_classes`` (N,) contiguous ids.
+        image_id: the image's id in the ground-truth json (any json value, e.g. a file name for the demo).
+        metadata: the dataset's ``MetadataCatalog`` entry. Category ids: ``pred_classes`` mapped back through
+            its ``thing_dataset_id_to_contiguous_id`` when both exist, else the json's only category.
+        json_category_ids: the category ids of the dataset's json; None: read from ``metadata.json_file``
+            when needed.
 
     Returns:
         N dicts (``image_id``, ``category_id``, ``keypoints`` = K x (x - 0.5, y - 0.5, confidence) in the
@@ -59,6 +63,7 @@ def instances_to_keypoint_results(
     """
     if len(instances) == 0:
         return []
+    category_ids = _dataset_category_ids(instances, metadata, json_category_ids)
     keypoints = instances.pred_keypoints.detach().cpu().numpy().astype(np.float64)  # a copy
     keypoints[:, :, :2] -= 0.5  # on the copy: the model's tensor is untouched
     scores = instances.scores.detach().cpu().numpy().astype(np.float64).tolist()
@@ -80,15 +85,36 @@ def instances_to_keypoint_results(
     return results
 
 
+def _dataset_category_ids(instances, metadata, json_category_ids: Optional[Sequence[int]]) -> List[int]:
+    """The json category id of each of the N predictions (see :func:`instances_to_keypoint_results`)."""
+    mapping = metadata.get("thing_dataset_id_to_contiguous_id", None)
+    if mapping and instances.has("pred_classes"):
+        to_dataset_id = {contiguous: dataset_id for dataset_id, contiguous in mapping.items()}
+        return [to_dataset_id[int(c)] for c in instances.pred_classes.tolist()]
+    json_file = metadata.get("json_file", None)
+    if json_category_ids is None and json_file and PathManager.isfile(json_file):
+        with PathManager.open(json_file) as f:
+            json_category_ids = [c["id"] for c in json.load(f).get("categories", [])]
+    if json_category_ids is None or len(json_category_ids) != 1:
+        json_state = (
+            f"json_file {json_file!r} cannot be read"
+            if json_category_ids is None
+            else f"{json_file or 'its json'} has {len(json_category_ids)} categories"
+        )
+        raise ValueError(
+            f"dataset '{metadata.name}': cannot tell the category of predictions: the metadata has no "
+            f"thing_dataset_id_to_contiguous_id (or the outputs no pred_classes) and {json_state}"
+        )
+    return list(json_category_ids) * len(instances)
+
+
 def write_json_atomically(path: str, obj) -> None:
     """Write ``obj`` as json to ``path`` via a temporary file in the same folder and ``os.replace``:
     ``path`` is either absent, the previous complete file, or the new complete file, never partial.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f)
@@ -140,9 +166,7 @@ class KeypointEvaluator(DatasetEvaluator):
                 f"dataset '{dataset_name}': evaluator_type '{self._evaluator_type}' is not supported by "
                 'KeypointEvaluator (use "coco" or "crowdpose")'
             )
-        self._sigmas = [
-            float(s) for s in self._metadata_field("keypoint_oks_sigmas", "K OKS sigmas")
-        ]
+        self._sigmas = [float(s) for s in self._metadata_field("keypoint_oks_sigmas", "K OKS sigmas")]
         self._keypoint_names = self._metadata.get("keypoint_names", None)
         self._ground_truth = load_ground_truth(
             PathManager.get_local_path(json_file),
@@ -163,20 +187,6 @@ class KeypointEvaluator(DatasetEvaluator):
     def reset(self):
         self._predictions: List[Dict] = []
 
-    def _category_ids(self, instances) -> List[int]:
-        mapping = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
-        if mapping and instances.has("pred_classes"):
-            to_dataset_id = {contiguous: dataset_id for dataset_id, contiguous in mapping.items()}
-            return [to_dataset_id[int(c)] for c in instances.pred_classes.tolist()]
-        category_ids = self._ground_truth.coco.getCatIds()
-        if len(category_ids) != 1:
-            raise ValueError(
-                f"dataset '{self._dataset_name}': cannot tell the category of predictions: the metadata "
-                f"has no thing_dataset_id_to_contiguous_id (or the outputs no pred_classes) and "
-                f"{self._ground_truth.source} has {len(category_ids)} categories"
-            )
-        return category_ids * len(instances)
-
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             if "instances" not in out:
@@ -192,7 +202,7 @@ class KeypointEvaluator(DatasetEvaluator):
                 )
             self._predictions.extend(
                 instances_to_keypoint_results(
-                    instances, inp["image_id"], self._category_ids(instances)
+                    instances, inp["image_id"], self._metadata, self._ground_truth.coco.getCatIds()
                 )
             )
 
@@ -206,9 +216,7 @@ class KeypointEvaluator(DatasetEvaluator):
         else:
             predictions = self._predictions
         if not predictions:
-            self._logger.warning(
-                f"KeypointEvaluator on '{self._dataset_name}': no predictions at all"
-            )
+            self._logger.warning(f"KeypointEvaluator on '{self._dataset_name}': no predictions at all")
         if self._output_dir:
             path = os.path.join(self._output_dir, RESULTS_FILE_NAME)
             write_json_atomically(path, predictions)
@@ -224,14 +232,11 @@ class KeypointEvaluator(DatasetEvaluator):
         results = to_detectron2_metrics(metrics)
         headline = OrderedDict((k, v) for k, v in results.items() if "-" not in k)
         self._logger.info(
-            f"Evaluation results for keypoints ({self._evaluator_type} protocol): \n"
-            + create_small_table(headline)
+            f"Evaluation results for keypoints ({self._evaluator_type} protocol): \n" + create_small_table(headline)
         )
         if self._per_keypoint:
             names = [k[len("AP-") :] for k in results if k.startswith("AP-")]
             rows = [(name, results[f"AP-{name}"], results[f"recall-{name}"]) for name in names]
-            table = tabulate(
-                rows, headers=["keypoint", "AP", "recall"], tablefmt="pipe", floatfmt=".3f"
-            )
+            table = tabulate(rows, headers=["keypoint", "AP", "recall"], tablefmt="pipe", floatfmt=".3f")
             self._logger.info("Per-keypoint results: \n" + table)
         return OrderedDict(keypoints=results)

@@ -68,9 +68,7 @@ def keypoint_recall(
         dt_groups[ann["image_id"], ann["category_id"]].append(ann)
 
     for key, gts in gt_groups.items():
-        gt_kpts = np.array([g["keypoints"] for g in gts], dtype=np.float64).reshape(
-            len(gts), num_keypoints, 3
-        )
+        gt_kpts = np.array([g["keypoints"] for g in gts], dtype=np.float64).reshape(len(gts), num_keypoints, 3)
         gt_scales = np.array([object_scale(g) for g in gts], dtype=np.float64)
         labelled = gt_kpts[:, :, 2] > 0  # (G, K)
         total += labelled.sum(axis=0)
@@ -78,9 +76,7 @@ def keypoint_recall(
         if not dts:
             continue
         order = np.argsort([-d["score"] for d in dts], kind="mergesort")[:max_dets]
-        dt_kpts = np.array([dts[i]["keypoints"] for i in order], dtype=np.float64).reshape(
-            -1, num_keypoints, 3
-        )
+        dt_kpts = np.array([dts[i]["keypoints"] for i in order], dtype=np.float64).reshape(-1, num_keypoints, 3)
         for k in range(num_keypoints):
             gt_index = np.flatnonzero(labelled[:, k])
             if gt_index.size:

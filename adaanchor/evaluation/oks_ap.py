@@ -28,11 +28,12 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
+from adaanchor.data.crowd_index import CROWD_LEVELS, crowd_level
+
 from .inputs import quiet_pycocotools
 
 CROWDPOSE_SCALE_FACTOR = 0.53  # CrowdPose's OKS object scale = 0.53 x bbox width x height
-CROWD_INDEX_SPLITS = (0.2, 0.8)  # easy < 0.2 <= medium < 0.8 <= hard
-CROWDPOSE_SPLIT_NAMES = ("AP_easy", "AP_medium", "AP_hard")
+CROWDPOSE_SPLIT_NAMES = tuple(f"AP_{level}" for level in CROWD_LEVELS)  # AP_easy, AP_medium, AP_hard
 
 # pycocotools' keypoint summary (COCOeval.stats order) and the subset the CrowdPose tools report.
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -100,15 +101,12 @@ def summary_metrics(protocol: str, coco_eval: COCOeval) -> Dict[str, float]:
 
 
 def crowd_index_splits(coco_gt: COCO) -> Tuple[List[int], List[int], List[int]]:
-    """Image ids with crowdIndex < 0.2 (easy), in [0.2, 0.8) (medium) and >= 0.8 (hard)."""
-    first, second = CROWD_INDEX_SPLITS
-    easy, medium, hard = [], [], []
+    """Image ids by the CrowdPose level of their ``crowdIndex`` (:func:`adaanchor.data.crowd_index.crowd_level`):
+    easy (< 0.2), medium ([0.2, 0.8)) and hard (>= 0.8)."""
+    splits = {level: [] for level in CROWD_LEVELS}
     for image in coco_gt.dataset["images"]:
-        crowd_index = image["crowdIndex"]
-        (easy if crowd_index < first else medium if crowd_index < second else hard).append(
-            image["id"]
-        )
-    return easy, medium, hard
+        splits[crowd_level(image["crowdIndex"])].append(image["id"])
+    return tuple(splits[level] for level in CROWD_LEVELS)
 
 
 def crowd_index_ap(coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]) -> Dict[str, float]:
@@ -134,9 +132,7 @@ def average_precision(coco_eval: COCOeval) -> float:
     return float(np.mean(defined)) if defined.size else -1.0
 
 
-def per_keypoint_ap(
-    protocol: str, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]
-) -> List[float]:
+def per_keypoint_ap(protocol: str, coco_gt: COCO, coco_dt: COCO, sigmas: Sequence[float]) -> List[float]:
     """AP of each keypoint type alone: OKS restricted to keypoint k, one COCOeval per type.
 
     For type k the ground truth keeps only keypoint k (``num_keypoints`` = 1 if it is labelled, else 0,
@@ -174,12 +170,8 @@ def oks_matrix(gts: List[Dict], dts: List[Dict], sigmas: Sequence[float]) -> np.
     """
     variances = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
     num_keypoints = len(variances)
-    g = np.array([a["keypoints"] for a in gts], dtype=np.float64).reshape(
-        len(gts), num_keypoints, 3
-    )
-    d = np.array([a["keypoints"] for a in dts], dtype=np.float64).reshape(
-        len(dts), num_keypoints, 3
-    )
+    g = np.array([a["keypoints"] for a in gts], dtype=np.float64).reshape(len(gts), num_keypoints, 3)
+    d = np.array([a["keypoints"] for a in dts], dtype=np.float64).reshape(len(dts), num_keypoints, 3)
     boxes = np.array([a["bbox"] for a in gts], dtype=np.float64).reshape(len(gts), 4)
     scales = np.array([a["area"] for a in gts], dtype=np.float64)
     labelled = g[:, :, 2] > 0  # (G, K)
@@ -192,12 +184,7 @@ def oks_matrix(gts: List[Dict], dts: List[Dict], sigmas: Sequence[float]) -> np.
         pred = d[:, None, :, axis]
         outside_box = np.maximum(0, low - pred) + np.maximum(0, pred - high)
         offsets.append(np.where(has_labels[None, :, None], to_keypoint, outside_box))
-    e = (
-        (offsets[0] ** 2 + offsets[1] ** 2)
-        / variances
-        / (scales[None, :, None] + np.spacing(1))
-        / 2
-    )
+    e = (offsets[0] ** 2 + offsets[1] ** 2) / variances / (scales[None, :, None] + np.spacing(1)) / 2
     weights = np.where(has_labels[:, None], labelled, True)  # (G, K): which keypoints count
     return (np.exp(-e) * weights[None]).sum(axis=-1) / weights.sum(axis=-1)[None]
 

@@ -5,7 +5,8 @@
         --input photo1.jpg photo2.jpg --output vis/ MODEL.WEIGHTS output/synthetic_dekr_adaanchor/model_final.pth
 
 Each input gets ``<output>/<name>.jpg`` with the poses drawn (the dataset's skeleton from DATASETS.TEST) and
-``<output>/<name>.json`` with the predictions (COCO keypoint format, original-image pixel indices). An image
+``<output>/<name>.json`` with the predictions (COCO keypoint results as the evaluator writes them: original-image
+pixel indices, the category id of DATASETS.TEST[0], ``image_id`` = the file name without extension). An image
 that cannot be read is reported and skipped; the exit status is 1 if any was.
 """
 
@@ -24,6 +25,7 @@ from detectron2.utils.visualizer import Visualizer
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from adaanchor.engine import build_cfg  # noqa: E402
+from adaanchor.evaluation.detectron2_evaluator import instances_to_keypoint_results  # noqa: E402
 
 logger = logging.getLogger("adaanchor.demo")
 
@@ -37,16 +39,6 @@ def parse_args(argv=None):
     parser.add_argument("--keypoint-threshold", type=float, default=0.05, help="draw joints scoring at least this")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
-
-
-def predictions_to_coco(instances, image_id):
-    """COCO keypoint results of one image (Detectron2's +0.5 convention undone once, as the evaluator does)."""
-    keypoints = instances.pred_keypoints.clone()
-    keypoints[..., :2] -= 0.5
-    return [
-        {"image_id": image_id, "category_id": 1, "keypoints": kp.flatten().tolist(), "score": float(score)}
-        for kp, score in zip(keypoints, instances.scores)
-    ]
 
 
 def main(argv=None):
@@ -73,7 +65,7 @@ def main(argv=None):
         name = os.path.splitext(os.path.basename(path))[0]
         cv2.imwrite(os.path.join(args.output, f"{name}.jpg"), drawing)
         with open(os.path.join(args.output, f"{name}.json"), "w") as f:
-            json.dump(predictions_to_coco(instances, name), f)
+            json.dump(instances_to_keypoint_results(instances, name, metadata), f)
         logger.info(f"{path}: {len(instances)} poses, {len(shown)} drawn (score >= {args.min_score})")
     return 1 if failed else 0
 

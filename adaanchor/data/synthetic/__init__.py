@@ -22,6 +22,7 @@ from .cache import default_cache_dir, ensure_synthetic_dataset, is_complete_copy
 from .dataset import (
     GENERATOR_VERSION,
     KEYPOINT_CHOICES,
+    PERSON_CATEGORY_ID,
     format_summary,
     generate_synthetic_dataset,
 )
@@ -30,6 +31,7 @@ from .scene import RenderedImage, RenderedPerson, render_image
 __all__ = [
     "GENERATOR_VERSION",
     "KEYPOINT_CHOICES",
+    "PERSON_CATEGORY_ID",
     "RenderedImage",
     "RenderedPerson",
     "default_cache_dir",

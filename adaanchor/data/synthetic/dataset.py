@@ -41,6 +41,7 @@ ANNOTATIONS_NAME = "annotations.json"
 IMAGES_DIRNAME = "images"
 RECORD_NAME = "synthetic_dataset.json"
 JPEG_QUALITY = 92
+PERSON_CATEGORY_ID = 1  # the one category of every generated json
 
 
 def validate_arguments(num_images, seed, keypoints, max_size) -> None:
@@ -138,7 +139,7 @@ def _render_all(tasks: List[Tuple], workers: int, progress: bool):
 def _categories(spec: KeypointSpec) -> List[Dict]:
     return [
         {
-            "id": 1,
+            "id": PERSON_CATEGORY_ID,
             "name": "person",
             "supercategory": "person",
             "keypoints": list(spec.keypoint_names),
@@ -211,7 +212,13 @@ def generate_synthetic_dataset(
             images.append({"id": image_id, **image})
             for ann in anns:
                 annotations.append(
-                    {"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0, **ann}
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": PERSON_CATEGORY_ID,
+                        "iscrowd": 0,
+                        **ann,
+                    }
                 )
             visibility_counts += stats["keypoints"]
             truncated += stats["truncated"]

@@ -19,7 +19,6 @@ The classification head of those checkpoints (``incre_modules``, ``downsamp_modu
 """
 
 import logging
-import math
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -33,12 +32,14 @@ from adaanchor.utils.dependencies import require_detectron2
 
 require_detectron2("adaanchor.modeling.backbone.hrnet")
 
-from detectron2.layers import ShapeSpec, get_norm  # noqa: E402
+from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, Backbone  # noqa: E402
 from fvcore.common.checkpoint import (  # noqa: E402
     get_missing_parameters_message,
     get_unexpected_parameters_message,
 )
+
+from adaanchor.layers import conv3x3, make_norm  # noqa: E402
 
 __all__ = [
     "HRNetSpec",
@@ -115,22 +116,6 @@ HRNET_PRESETS: Dict[str, HRNetSpec] = {
 }
 
 
-def _norm(norm: str, channels: int) -> nn.Module:
-    """Detectron2's ``get_norm``, except that "GN" uses gcd(32, channels) groups (HRNet widths such as
-    18 or 48 are not multiples of 32) and "" gives an identity."""
-    if norm == "GN":
-        return nn.GroupNorm(math.gcd(32, channels), channels)
-    try:
-        layer = get_norm(norm, channels)
-    except KeyError:
-        raise ValueError(f"norm {norm!r} unknown: use 'BN', 'SyncBN', 'FrozenBN', 'GN' or '' (none)") from None
-    return nn.Identity() if layer is None else layer
-
-
-def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-
-
 def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
@@ -139,7 +124,7 @@ def _shortcut_projection(in_channels: int, out_channels: int, norm: str) -> Opti
     """1x1 conv + norm for a residual shortcut whose channels change (named ``downsample`` officially)."""
     if in_channels == out_channels:
         return None
-    return nn.Sequential(_conv1x1(in_channels, out_channels), _norm(norm, out_channels))
+    return nn.Sequential(_conv1x1(in_channels, out_channels), make_norm(norm, out_channels))
 
 
 class BasicBlock(nn.Module):
@@ -150,10 +135,10 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, channels: int, *, norm: str):
         super().__init__()
         out_channels = channels * self.expansion
-        self.conv1 = _conv3x3(in_channels, channels)
-        self.bn1 = _norm(norm, channels)
-        self.conv2 = _conv3x3(channels, out_channels)
-        self.bn2 = _norm(norm, out_channels)
+        self.conv1 = conv3x3(in_channels, channels)
+        self.bn1 = make_norm(norm, channels)
+        self.conv2 = conv3x3(channels, out_channels)
+        self.bn2 = make_norm(norm, out_channels)
         self.downsample = _shortcut_projection(in_channels, out_channels, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,11 +157,11 @@ class Bottleneck(nn.Module):
         super().__init__()
         out_channels = channels * self.expansion
         self.conv1 = _conv1x1(in_channels, channels)
-        self.bn1 = _norm(norm, channels)
-        self.conv2 = _conv3x3(channels, channels)
-        self.bn2 = _norm(norm, channels)
+        self.bn1 = make_norm(norm, channels)
+        self.conv2 = conv3x3(channels, channels)
+        self.bn2 = make_norm(norm, channels)
         self.conv3 = _conv1x1(channels, out_channels)
-        self.bn3 = _norm(norm, out_channels)
+        self.bn3 = make_norm(norm, out_channels)
         self.downsample = _shortcut_projection(in_channels, out_channels, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,12 +200,12 @@ class HighResolutionModule(nn.Module):
         if source == target:
             return None
         if source > target:
-            return nn.Sequential(_conv1x1(channels[source], channels[target]), _norm(norm, channels[target]))
+            return nn.Sequential(_conv1x1(channels[source], channels[target]), make_norm(norm, channels[target]))
         steps = []
         for step in range(target - source):
             last = step == target - source - 1
             out_channels = channels[target] if last else channels[source]
-            layers = [_conv3x3(channels[source], out_channels, stride=2), _norm(norm, out_channels)]
+            layers = [conv3x3(channels[source], out_channels, stride=2), make_norm(norm, out_channels)]
             if not last:
                 layers.append(nn.ReLU(inplace=True))
             steps.append(nn.Sequential(*layers))
@@ -252,7 +237,7 @@ def _make_transition(previous: Sequence[int], current: Sequence[int], norm: str)
                 None
                 if previous[b] == out_channels
                 else nn.Sequential(
-                    _conv3x3(previous[b], out_channels), _norm(norm, out_channels), nn.ReLU(inplace=True)
+                    conv3x3(previous[b], out_channels), make_norm(norm, out_channels), nn.ReLU(inplace=True)
                 )
             )
             continue
@@ -261,7 +246,9 @@ def _make_transition(previous: Sequence[int], current: Sequence[int], norm: str)
             in_channels = previous[-1]
             step_out = out_channels if step == b - len(previous) else in_channels
             steps.append(
-                nn.Sequential(_conv3x3(in_channels, step_out, stride=2), _norm(norm, step_out), nn.ReLU(inplace=True))
+                nn.Sequential(
+                    conv3x3(in_channels, step_out, stride=2), make_norm(norm, step_out), nn.ReLU(inplace=True)
+                )
             )
         layers.append(nn.Sequential(*steps))
     return nn.ModuleList(layers)
@@ -296,9 +283,9 @@ class HRNet(Backbone):
         branch_channels = spec.branch_channels
 
         self.conv1 = nn.Conv2d(in_channels, STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
-        self.bn1 = _norm(norm, STEM_CHANNELS)
+        self.bn1 = make_norm(norm, STEM_CHANNELS)
         self.conv2 = nn.Conv2d(STEM_CHANNELS, STEM_CHANNELS, 3, stride=2, padding=1, bias=False)
-        self.bn2 = _norm(norm, STEM_CHANNELS)
+        self.bn2 = make_norm(norm, STEM_CHANNELS)
         self.layer1 = _make_blocks(Bottleneck, STEM_CHANNELS, spec.stage1_channels, spec.stage1_blocks, norm)
 
         previous = [spec.stage1_channels * Bottleneck.expansion]
@@ -462,7 +449,7 @@ def build_hrnet_backbone(cfg, input_shape: ShapeSpec) -> HRNet:
     c = cfg.MODEL.HRNET
     _check_out_features(c.OUT_FEATURES, "MODEL.HRNET.OUT_FEATURES")
     try:
-        _norm(c.NORM, 32)
+        make_norm(c.NORM, 32)
     except ValueError as e:
         raise ValueError(f"MODEL.HRNET.NORM: {e}") from None
     backbone = HRNet(

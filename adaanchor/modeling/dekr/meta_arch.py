@@ -32,11 +32,12 @@ from detectron2.utils.events import get_event_storage  # noqa: E402
 
 import adaanchor.data.datasets  # noqa: E402,F401  (the flip test reads the datasets' keypoint flip maps)
 from adaanchor.anchor import heatmap_loss, heatmap_targets  # noqa: E402
+from adaanchor.layers import HeatmapHead  # noqa: E402
 from adaanchor.modeling.dekr.center_proposal import AdaptiveCenterProposal, HeatmapCenterProposal  # noqa: E402
 from adaanchor.modeling.dekr.inference import DEKRInference  # noqa: E402
+from adaanchor.modeling.dekr.offset_head import DisentangledOffsetHead  # noqa: E402
 from adaanchor.modeling.dekr.postprocess import keypoint_boxes  # noqa: E402
 from adaanchor.modeling.dekr.targets import downsample_ignore_masks, gather_people, offset_targets  # noqa: E402
-from adaanchor.modeling.dekr_blocks import DisentangledOffsetHead, HeatmapHead  # noqa: E402
 
 SMOOTH_L1_BETA = 1.0 / 9.0  # DEKR's offset loss
 

@@ -55,14 +55,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=128, help="map height = width, feature-map px")
     parser.add_argument("--persons", type=int, nargs="+", default=[1, 10, 30], help="persons per image")
     parser.add_argument("--repeats", type=int, default=15, help="timed repeats per configuration (median)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads (default 1: steadier figures on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (default 1: steadier figures on a shared machine)"
+    )
     parser.add_argument("--no-local-refinement", action="store_true", help="AdaAnchor without local offsets")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--crowded", type=int, nargs=4, default=[8, 17, 160, 40], metavar=("B", "K", "SIZE", "PERSONS"),
-                        help="also measure this crowded configuration (time and memory)")
-    parser.add_argument("--inputs", nargs="+", choices=("noise", "trained"), default=["noise", "trained"],
-                        help="input regimes (see the module docstring); 'ratio' is taken from the first")
+    parser.add_argument(
+        "--crowded",
+        type=int,
+        nargs=4,
+        default=[8, 17, 160, 40],
+        metavar=("B", "K", "SIZE", "PERSONS"),
+        help="also measure this crowded configuration (time and memory)",
+    )
+    parser.add_argument(
+        "--inputs",
+        nargs="+",
+        choices=("noise", "trained"),
+        default=["noise", "trained"],
+        help="input regimes (see the module docstring); 'ratio' is taken from the first",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -110,8 +122,11 @@ def _trained_like(targets, valid, size, g):
         nearest_point = torch.gather(targets[image], 1, nearest[..., None].expand(-1, -1, 2))  # (K, N, 2)
         noise = torch.randn(types, grid.shape[0], 2, generator=g)
         offset = torch.where((nearest2 <= 64)[..., None], nearest_point - grid + 0.5 * noise, noise)
-        logit = torch.where(nearest2 <= 4, torch.randn(types, grid.shape[0], generator=g) + 1,
-                            torch.randn(types, grid.shape[0], generator=g) * 0.5 - 4.6)
+        logit = torch.where(
+            nearest2 <= 4,
+            torch.randn(types, grid.shape[0], generator=g) + 1,
+            torch.randn(types, grid.shape[0], generator=g) * 0.5 - 4.6,
+        )
         logits.append(logit.reshape(types, size, size))
         coarse.append(offset.permute(0, 2, 1).reshape(types, 2, size, size))
     return torch.stack(logits), torch.stack(coarse)
@@ -121,8 +136,10 @@ def adaanchor_step(inputs, parts=None):
     logits, coarse, local = inputs["logits"], inputs["coarse"], inputs["local"]
     clock = _Clock(parts)
     assignment = assign_adaptive_anchors(
-        torch.sigmoid(logits.detach()), CandidateEstimates(coarse.detach(), None if local is None else local.detach()),
-        inputs["targets"], inputs["valid"],
+        torch.sigmoid(logits.detach()),
+        CandidateEstimates(coarse.detach(), None if local is None else local.detach()),
+        inputs["targets"],
+        inputs["valid"],
     )
     clock.lap("assignment")
     losses = adaanchor_losses(logits, coarse, local, assignment, inputs["targets"], inputs["valid"])
@@ -136,8 +153,9 @@ def adaanchor_step(inputs, parts=None):
 def heatmap_step(inputs, parts=None):
     pred = inputs["pred"]
     clock = _Clock(parts)
-    heatmap, weight = heatmap_targets(inputs["targets"], inputs["valid"], pred.shape[2], pred.shape[3],
-                                      sigma=2.0, background_weight=0.1)
+    heatmap, weight = heatmap_targets(
+        inputs["targets"], inputs["valid"], pred.shape[2], pred.shape[3], sigma=2.0, background_weight=0.1
+    )
     clock.lap("targets")
     loss = heatmap_loss(pred, heatmap, weight)
     clock.lap("loss")
@@ -203,8 +221,7 @@ def _probe(spec):
     config = json.loads(spec)
     torch.set_num_threads(config["threads"])
     device = torch.device(config["device"])
-    inputs = make_inputs(*config["shape"], device, seed=config["seed"], local=config["local"],
-                         regime=config["regime"])
+    inputs = make_inputs(*config["shape"], device, seed=config["seed"], local=config["local"], regime=config["regime"])
     step = adaanchor_step if config["method"] == "adaanchor" else heatmap_step
     if device.type == "cuda":
         step(inputs)  # warm-up (kernels, workspace)
@@ -228,10 +245,20 @@ def _probe(spec):
 
 
 def peak_memory_mib(method, shape, device, threads, seed, local, regime):
-    spec = json.dumps({"method": method, "shape": list(shape), "device": str(device), "threads": threads,
-                       "seed": seed, "local": local, "regime": regime})
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_probe", spec],
-                         capture_output=True, text=True, check=True)
+    spec = json.dumps(
+        {
+            "method": method,
+            "shape": list(shape),
+            "device": str(device),
+            "threads": threads,
+            "seed": seed,
+            "local": local,
+            "regime": regime,
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--_probe", spec], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
@@ -242,17 +269,28 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     local = not args.no_local_refinement
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    figures = {"threads": args.threads, "local_refinement": local, "backward_included": True,
-               "memory_method": "CPU: VmHWM growth of a fresh process over one step; CUDA: max_memory_allocated",
-               "batch": args.batch, "types": args.types, "size": args.size, "results": []}
+    figures = {
+        "threads": args.threads,
+        "local_refinement": local,
+        "backward_included": True,
+        "memory_method": "CPU: VmHWM growth of a fresh process over one step; CUDA: max_memory_allocated",
+        "batch": args.batch,
+        "types": args.types,
+        "size": args.size,
+        "results": [],
+    }
     shapes = [(args.batch, args.types, args.size, persons) for persons in args.persons]
     if args.crowded:
         shapes.append(tuple(args.crowded))
-    print(f"AdaAnchor (sigmoid + assignment + losses + backward) vs heatmap anchor (targets + loss + backward); "
-          f"{args.threads} CPU thread(s), local refinement {'on' if local else 'off'}, median of {args.repeats}")
-    header = (f"{'inputs':7} {'device':6} {'B':>2} {'K':>3} {'size':>4} {'pers':>4} {'pos':>6} | {'ada ms':>7} "
-              f"{'heat ms':>7} {'ratio':>6} | {'ada MiB':>7} {'heat MiB':>8} | parts ms: assign/losses/backward, "
-              f"targets/loss/backward")
+    print(
+        f"AdaAnchor (sigmoid + assignment + losses + backward) vs heatmap anchor (targets + loss + backward); "
+        f"{args.threads} CPU thread(s), local refinement {'on' if local else 'off'}, median of {args.repeats}"
+    )
+    header = (
+        f"{'inputs':7} {'device':6} {'B':>2} {'K':>3} {'size':>4} {'pers':>4} {'pos':>6} | {'ada ms':>7} "
+        f"{'heat ms':>7} {'ratio':>6} | {'ada MiB':>7} {'heat MiB':>8} | parts ms: assign/losses/backward, "
+        f"targets/loss/backward"
+    )
     print(header)
     print("-" * len(header))
     for regime in args.inputs:
@@ -261,7 +299,11 @@ def run(args) -> dict:
                 figures["results"].append(_measure(args, regime, device, shape, local))
     for row in figures["results"]:
         if row["device"] == "cpu" and (row["batch"], row["types"], row["size"], row["persons"]) == (
-                args.batch, args.types, args.size, 10):
+            args.batch,
+            args.types,
+            args.size,
+            10,
+        ):
             figures[f"ratio_{row['inputs']}"] = row["ratio"]
     figures["ratio"] = figures.get(f"ratio_{args.inputs[0]}")
     for key in sorted(k for k in figures if k.startswith("ratio_")):
@@ -280,20 +322,30 @@ def _measure(args, regime, device, shape, local) -> dict:
         for method in ("adaanchor", "heatmap"):
             memory[method] = peak_memory_mib(method, shape, device, args.threads, args.seed, local, regime)
     row = {
-        "inputs": regime, "device": device.type, "batch": shape[0], "types": shape[1], "size": shape[2],
-        "persons": shape[3], "positives": positives,
-        "adaanchor_ms": 1e3 * medians["adaanchor"], "heatmap_ms": 1e3 * medians["heatmap"],
+        "inputs": regime,
+        "device": device.type,
+        "batch": shape[0],
+        "types": shape[1],
+        "size": shape[2],
+        "persons": shape[3],
+        "positives": positives,
+        "adaanchor_ms": 1e3 * medians["adaanchor"],
+        "heatmap_ms": 1e3 * medians["heatmap"],
         "ratio": medians["adaanchor"] / medians["heatmap"],
         "adaanchor_parts_ms": {k: 1e3 * v for k, v in parts["adaanchor"].items()},
         "heatmap_parts_ms": {k: 1e3 * v for k, v in parts["heatmap"].items()},
-        "adaanchor_peak_mib": memory.get("adaanchor"), "heatmap_peak_mib": memory.get("heatmap"),
+        "adaanchor_peak_mib": memory.get("adaanchor"),
+        "heatmap_peak_mib": memory.get("heatmap"),
     }
     ada_parts = "/".join(f"{v:.1f}" for v in row["adaanchor_parts_ms"].values())
     heat_parts = "/".join(f"{v:.1f}" for v in row["heatmap_parts_ms"].values())
     mem = f"{row['adaanchor_peak_mib']:7.1f} {row['heatmap_peak_mib']:8.1f}" if memory else f"{'-':>7} {'-':>8}"
-    print(f"{regime:7} {device.type:6} {shape[0]:>2} {shape[1]:>3} {shape[2]:>4} {shape[3]:>4} {positives:>6} | "
-          f"{row['adaanchor_ms']:7.2f} {row['heatmap_ms']:7.2f} {row['ratio']:6.2f} | {mem} | "
-          f"{ada_parts}, {heat_parts}", flush=True)
+    print(
+        f"{regime:7} {device.type:6} {shape[0]:>2} {shape[1]:>3} {shape[2]:>4} {shape[3]:>4} {positives:>6} | "
+        f"{row['adaanchor_ms']:7.2f} {row['heatmap_ms']:7.2f} {row['ratio']:6.2f} | {mem} | "
+        f"{ada_parts}, {heat_parts}",
+        flush=True,
+    )
     return row
 
 

@@ -92,7 +92,11 @@ def _people_maps(model, people: int, size: int, generator):
         local = 0.05 * torch.randn(2, h, w, generator=generator)
         centre_maps = torch.cat([confidence[None], coarse, local])[None]
     device = model.device
-    return {"keypoint_heatmaps": heatmaps.to(device), "center_maps": centre_maps.to(device), "offsets": offsets.to(device)}
+    return {
+        "keypoint_heatmaps": heatmaps.to(device),
+        "center_maps": centre_maps.to(device),
+        "offsets": offsets.to(device),
+    }
 
 
 def _figures(device, args, log):
@@ -123,19 +127,28 @@ def _figures(device, args, log):
         for name, model in models.items():
             out[f"end_to_end_{name}_s"] = end_to_end[name]
             model.predict_maps = networks[name]
-        log(f"[{device}] end to end ({args.people} people): AdaAnchor {out['end_to_end_adaanchor_s'] * 1e3:.1f} ms "
+        log(
+            f"[{device}] end to end ({args.people} people): AdaAnchor {out['end_to_end_adaanchor_s'] * 1e3:.1f} ms "
             f"({out['end_to_end_adaanchor_people']} poses), heatmap {out['end_to_end_heatmap_s'] * 1e3:.1f} ms "
-            f"({out['end_to_end_heatmap_people']} poses)")
+            f"({out['end_to_end_heatmap_people']} poses)"
+        )
 
         batch = models["adaanchor"].preprocess_image(inputs).tensor
-        blocks = {block: _build(args.config_file, device, "MODEL.DEKR.OFFSET_BLOCK", block) for block in ("adaptive", "plain")}
+        blocks = {
+            block: _build(args.config_file, device, "MODEL.DEKR.OFFSET_BLOCK", block) for block in ("adaptive", "plain")
+        }
         forward = _median_seconds(
-            {block: (lambda m=model: m.predict_maps(batch)) for block, model in blocks.items()}, args.repeats, args.warmup, sync
+            {block: (lambda m=model: m.predict_maps(batch)) for block, model in blocks.items()},
+            args.repeats,
+            args.warmup,
+            sync,
         )
         for block in blocks:
             out[f"forward_{block}_s"] = forward[block]
-        log(f"[{device}] network forward: adaptive {out['forward_adaptive_s'] * 1e3:.1f} ms, "
-            f"plain {out['forward_plain_s'] * 1e3:.1f} ms")
+        log(
+            f"[{device}] network forward: adaptive {out['forward_adaptive_s'] * 1e3:.1f} ms, "
+            f"plain {out['forward_plain_s'] * 1e3:.1f} ms"
+        )
 
         for name, model in models.items():
             maps = _people_maps(model, args.people, args.size, generator)
@@ -147,25 +160,35 @@ def _figures(device, args, log):
                 return poses, scores
 
             poses, _ = postprocess()
-            out[f"postprocess_{name}_s"] = _median_seconds({name: postprocess}, args.repeats * 3, args.warmup, sync)[name]
+            out[f"postprocess_{name}_s"] = _median_seconds({name: postprocess}, args.repeats * 3, args.warmup, sync)[
+                name
+            ]
             out[f"postprocess_{name}_people"] = int(poses.shape[0])
-        log(f"[{device}] post-processing, {args.people} people: AdaAnchor "
+        log(
+            f"[{device}] post-processing, {args.people} people: AdaAnchor "
             f"{out['postprocess_adaanchor_s'] * 1e3:.2f} ms ({out['postprocess_adaanchor_people']} poses), heatmap "
-            f"{out['postprocess_heatmap_s'] * 1e3:.2f} ms ({out['postprocess_heatmap_people']} poses)")
+            f"{out['postprocess_heatmap_s'] * 1e3:.2f} ms ({out['postprocess_heatmap_people']} poses)"
+        )
     return out
 
 
 def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
-    figures = {"config": Path(args.config_file).name, "size": args.size, "people": args.people,
-               "threads": torch.get_num_threads()}
+    figures = {
+        "config": Path(args.config_file).name,
+        "size": args.size,
+        "people": args.people,
+        "threads": torch.get_num_threads(),
+    }
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         for key, value in _figures(device, args, print).items():
             figures[f"{device}_{key}"] = value
     figures["ratio"] = figures["cpu_end_to_end_adaanchor_s"] / figures["cpu_end_to_end_heatmap_s"]
     figures["forward_adaptive_over_plain"] = figures["cpu_forward_adaptive_s"] / figures["cpu_forward_plain_s"]
-    print(f"ratio AdaAnchor / heatmap end to end (CPU): {figures['ratio']:.3f}; "
-          f"adaptive / plain forward: {figures['forward_adaptive_over_plain']:.2f}")
+    print(
+        f"ratio AdaAnchor / heatmap end to end (CPU): {figures['ratio']:.3f}; "
+        f"adaptive / plain forward: {figures['forward_adaptive_over_plain']:.2f}"
+    )
     return figures

@@ -68,10 +68,14 @@ def run(args):
         step, centre = _steps(cfg, args.repeats, args.warmup)
         figures[f"{name}_step_s"] = step
         figures[f"{name}_center_losses_s"] = centre
-        print(f"{name}: step {step * 1e3:.0f} ms (batch {cfg.SOLVER.IMS_PER_BATCH}, "
-              f"{cfg.INPUT.BOTTOM_UP.SIZE} px), centre proposal losses {centre * 1e3:.1f} ms")
+        print(
+            f"{name}: step {step * 1e3:.0f} ms (batch {cfg.SOLVER.IMS_PER_BATCH}, "
+            f"{cfg.INPUT.BOTTOM_UP.SIZE} px), centre proposal losses {centre * 1e3:.1f} ms"
+        )
     figures["fraction"] = figures["adaanchor_center_losses_s"] / figures["adaanchor_step_s"]
     figures["step_ratio"] = figures["adaanchor_step_s"] / figures["heatmap_step_s"]
-    print(f"AdaAnchor assignment + losses: {100 * figures['fraction']:.1f}% of a training step; "
-          f"step time AdaAnchor / heatmap: {figures['step_ratio']:.3f}")
+    print(
+        f"AdaAnchor assignment + losses: {100 * figures['fraction']:.1f}% of a training step; "
+        f"step time AdaAnchor / heatmap: {figures['step_ratio']:.3f}"
+    )
     return figures

@@ -1,31 +1,37 @@
-"""DEKR head building blocks (Geng et al., "Bottom-Up Human Pose Estimation via Disentangled Keypoint
-Regression", CVPR'21): a heatmap branch and the disentangled, per-keypoint offset regression branch.
+"""Generic convolution blocks (torch + torchvision only; importable without Detectron2).
 
-Framework-level (torch + torchvision only; no losses, targets or Detectron2). Both heads read one feature
-map (B, C_in, H, W), e.g. HRNet's "hrnet_cat" or a ResNet "res2", and predict at the same resolution: every
-output length is in units chosen by whoever trains the head (the meta-architecture); the heads themselves
-only see feature-map positions.
+- :func:`make_norm`: the one normalisation factory (DEKR heads, HRNet backbone);
+- :func:`conv3x3`: bias-free 3x3 convolution, "same" padding;
+- :func:`grouped_deform_conv3x3`: a 3x3 deformable convolution with one offset group per conv group;
+- :class:`BasicResidualBlock`, :class:`GroupedConvBlock`, :class:`GroupedAdaptiveBlock` (DEKR's adaptive
+  convolution, Geng et al., CVPR'21), :class:`HeatmapHead`.
 
-Per-keypoint branches run as grouped convolutions (one call per layer for all keypoints; group k =
-keypoint k), which is exactly equivalent to DEKR's Python loop of independent per-keypoint branches.
+Every block reads and writes (B, C, H, W) feature maps; lengths (offsets) are in feature-map px. Grouped
+blocks run G independent branches as one grouped convolution per layer (group g = channels
+[g * C / G, (g + 1) * C / G)), exactly equivalent to a Python loop over G separate branches.
 """
 
 import math
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import deform_conv2d
 
+from adaanchor.utils.dependencies import require_detectron2
+
 __all__ = [
+    "NormSpec",
+    "PREDICTOR_INIT_STD",
     "make_norm",
+    "conv3x3",
+    "init_convs",
     "grouped_deform_conv3x3",
     "BasicResidualBlock",
     "GroupedConvBlock",
     "GroupedAdaptiveBlock",
     "HeatmapHead",
-    "DisentangledOffsetHead",
 ]
 
 NormSpec = Union[str, Callable[[int], nn.Module]]
@@ -39,9 +45,11 @@ def make_norm(norm: NormSpec, channels: int, *, groups: int = 1) -> nn.Module:
 
     Args:
         norm: "BN" (BatchNorm2d; per channel, so groups are independent), "SyncBN" (nn.SyncBatchNorm),
-            "GN" (GroupNorm with gcd(32, channels // groups) groups inside each channel group, so no group
-            mixes keypoints), "" (identity), or a callable ``channels -> nn.Module`` (e.g. wrapping
-            Detectron2's ``get_norm``; it receives all ``channels``).
+            "FrozenBN" (Detectron2's FrozenBatchNorm2d: fixed statistics and affine, for pretrained weights;
+            imported only here, so it alone needs Detectron2), "GN" (GroupNorm with gcd(32, channels // groups)
+            groups inside each channel group, so no group mixes keypoints, and HRNet widths such as 18 or 48,
+            not multiples of 32, work), "" (identity), or a callable ``channels -> nn.Module`` (it receives all
+            ``channels``).
         channels: total channels.
         groups: channel groups that must stay independent (keypoints of a grouped head).
     """
@@ -53,15 +61,30 @@ def make_norm(norm: NormSpec, channels: int, *, groups: int = 1) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if norm == "SyncBN":
         return nn.SyncBatchNorm(channels)
+    if norm == "FrozenBN":
+        require_detectron2("norm 'FrozenBN'")
+        from detectron2.layers import FrozenBatchNorm2d
+
+        return FrozenBatchNorm2d(channels)
     if norm == "GN":
         return nn.GroupNorm(groups * math.gcd(32, channels // groups), channels)
     if norm == "":
         return nn.Identity()
-    raise ValueError(f"norm {norm!r} unknown: use 'BN', 'SyncBN', 'GN', '' or a callable channels -> module")
+    raise ValueError(
+        f"norm {norm!r} unknown: use 'BN', 'SyncBN', 'FrozenBN', 'GN', '' (none) or a callable channels -> module"
+    )
 
 
-def _conv3x3(in_channels: int, out_channels: int, *, groups: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1, groups=groups, bias=False)
+def conv3x3(in_channels: int, out_channels: int, *, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """Bias-free 3x3 convolution, zero padding 1: (B, in, H, W) -> (B, out, ceil(H / stride), ceil(W / stride))."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def init_convs(module: nn.Module) -> None:
+    """He init (fan_out) for the bias-free convs of ``module`` (transitions and blocks of a head)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and m.bias is None:
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 def grouped_deform_conv3x3(
@@ -115,9 +138,9 @@ class BasicResidualBlock(nn.Module):
 
     def __init__(self, channels: int, *, norm: NormSpec = "BN"):
         super().__init__()
-        self.conv_a = _conv3x3(channels, channels)
+        self.conv_a = conv3x3(channels, channels)
         self.norm_a = make_norm(norm, channels)
-        self.conv_b = _conv3x3(channels, channels)
+        self.conv_b = conv3x3(channels, channels)
         self.norm_b = make_norm(norm, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +158,7 @@ class GroupedConvBlock(nn.Module):
     def __init__(self, channels_per_group: int, groups: int, *, norm: NormSpec = "BN"):
         super().__init__()
         channels = channels_per_group * groups
-        self.conv = _conv3x3(channels, channels, groups=groups)
+        self.conv = conv3x3(channels, channels, groups=groups)
         self.norm = make_norm(norm, channels, groups=groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +198,7 @@ class GroupedAdaptiveBlock(nn.Module):
         self.implementation = implementation
         self.transform_matrix_conv = nn.Conv2d(channels, 4 * groups, 3, padding=1, groups=groups)
         self.translation_conv = nn.Conv2d(channels, 2 * groups, 3, padding=1, groups=groups)
-        self.adapt_conv = _conv3x3(channels, channels, groups=groups)  # weights only; applied deformably
+        self.adapt_conv = conv3x3(channels, channels, groups=groups)  # weights only; applied deformably
         self.norm = make_norm(norm, channels, groups=groups)
         taps = torch.arange(3, dtype=torch.float32) - 1
         grid = torch.stack([taps.repeat_interleave(3), taps.repeat(3)])  # (2, 9): dy, dx of taps row-major
@@ -204,20 +227,14 @@ class GroupedAdaptiveBlock(nn.Module):
         return torch.relu(x + self.norm(out))
 
 
-def _init_convs(module: nn.Module) -> None:
-    """He init (fan_out) for the bias-free convs of transitions and blocks."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d) and m.bias is None:
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-
 class HeatmapHead(nn.Module):
     """DEKR's heatmap branch: 1x1 conv to ``channels`` + norm + ReLU, a basic residual block, 1x1 conv to
     ``num_outputs`` (with bias).
 
     Input (B, in_channels, H, W); output (B, num_outputs, H, W) raw maps/logits at the input's stride.
-    ``prior_prob``: initialise the output bias to -log((1 - p) / p), so sigmoid(output) starts at p
-    (focal-loss confidence maps); None: bias 0 (DEKR's heatmaps).
+    ``bias_init``: the predictor's initial bias, one finite value per output channel (e.g. the logit of a
+    focal-loss prior for confidence channels, 0 for DEKR's heatmaps); None: all zeros. Predictor weights
+    start at N(0, PREDICTOR_INIT_STD), so every output starts near its bias.
     """
 
     def __init__(
@@ -227,72 +244,21 @@ class HeatmapHead(nn.Module):
         *,
         channels: int = 32,
         norm: NormSpec = "BN",
-        prior_prob: Optional[float] = None,
+        bias_init: Optional[Sequence[float]] = None,
     ):
         super().__init__()
+        bias = torch.zeros(num_outputs) if bias_init is None else torch.as_tensor(bias_init, dtype=torch.float32)
+        if bias.shape != (num_outputs,) or not torch.isfinite(bias).all():
+            raise ValueError(f"bias_init must give {num_outputs} finite values (one per output), got {bias_init!r}")
         self.transition = nn.Sequential(
             nn.Conv2d(in_channels, channels, 1, bias=False), make_norm(norm, channels), nn.ReLU(inplace=True)
         )
         self.block = BasicResidualBlock(channels, norm=norm)
         self.predictor = nn.Conv2d(channels, num_outputs, 1)
-        _init_convs(self)
+        init_convs(self)
         nn.init.normal_(self.predictor.weight, std=PREDICTOR_INIT_STD)
-        if prior_prob is None:
-            nn.init.zeros_(self.predictor.bias)
-        elif 0.0 < prior_prob < 1.0:
-            nn.init.constant_(self.predictor.bias, -math.log((1.0 - prior_prob) / prior_prob))
-        else:
-            raise ValueError(f"prior_prob must be in (0, 1), got {prior_prob}")
+        with torch.no_grad():
+            self.predictor.bias.copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.predictor(self.block(self.transition(x)))
-
-
-class DisentangledOffsetHead(nn.Module):
-    """DEKR's disentangled keypoint regression: one independent branch per keypoint.
-
-    1x1 conv from ``in_channels`` to K * C (C = ``channels_per_keypoint``) + norm + ReLU; channels
-    [k*C, (k+1)*C) form keypoint k's branch: ``num_blocks`` blocks (``block="adaptive"``: DEKR's adaptive
-    convolution, :class:`GroupedAdaptiveBlock`; ``"plain"``: a plain 3x3 conv residual block,
-    :class:`GroupedConvBlock`, the ablation / faster option), then a 1x1 conv to 2 channels.
-    ``identity_init`` and ``implementation`` go to the adaptive blocks (:class:`GroupedAdaptiveBlock`).
-
-    Input (B, in_channels, H, W); output (B, 2K, H, W): channels 2k, 2k+1 belong to keypoint k (which one is
-    x and the units, e.g. feature-map px, are the meta-architecture's choice). Outputs start near 0.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        num_keypoints: int,
-        *,
-        channels_per_keypoint: int = 15,
-        num_blocks: int = 2,
-        block: str = "adaptive",
-        norm: NormSpec = "BN",
-        identity_init: bool = True,
-        implementation: str = "auto",
-    ):
-        super().__init__()
-        k, c = num_keypoints, channels_per_keypoint
-        if block == "adaptive":
-            blocks = [
-                GroupedAdaptiveBlock(c, k, norm=norm, identity_init=identity_init, implementation=implementation)
-                for _ in range(num_blocks)
-            ]
-        elif block == "plain":
-            blocks = [GroupedConvBlock(c, k, norm=norm) for _ in range(num_blocks)]
-        else:
-            raise ValueError(f"block {block!r} unknown: use 'adaptive' or 'plain'")
-        self.num_keypoints = k
-        self.transition = nn.Sequential(
-            nn.Conv2d(in_channels, k * c, 1, bias=False), make_norm(norm, k * c, groups=k), nn.ReLU(inplace=True)
-        )
-        self.blocks = nn.Sequential(*blocks)
-        self.predictor = nn.Conv2d(k * c, 2 * k, 1, groups=k)
-        _init_convs(self)
-        nn.init.normal_(self.predictor.weight, std=PREDICTOR_INIT_STD)
-        nn.init.zeros_(self.predictor.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.blocks(self.transition(x)))

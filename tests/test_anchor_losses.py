@@ -59,13 +59,13 @@ def test_offset_loss_by_hand():
         coarse[0, 0, :, 1, 2] = torch.tensor([1.0, 2.0])
     targets = torch.tensor([[[[2.5 + 1.5, 1.5 + 2.0]]]])  # anchor (2.5, 1.5) + (1.5, 2.0)
     losses = adaanchor_losses(logits, coarse, None, assignment, targets, assignment.target_used, offset_weight=2.0)
-    assert set(losses) == {"loss_confidence", "loss_offset"}
-    assert losses["loss_offset"].item() == pytest.approx(2.0 * (0.5 + 0.0))  # |1 - 1.5| + |2 - 2|, 1 positive
-    losses["loss_offset"].backward()
+    assert set(losses) == {"confidence", "offset"}
+    assert losses["offset"].item() == pytest.approx(2.0 * (0.5 + 0.0))  # |1 - 1.5| + |2 - 2|, 1 positive
+    losses["offset"].backward()
     assert coarse.grad[0, 0, 0, 1, 2].item() == -2.0 and coarse.grad.abs().sum().item() == 2.0
     # confidence: 19 negatives and 1 positive at logit 0: p = 0.5
     expected = 19 * 0.75 * 0.25 * math.log(2) + 0.25 * 0.25 * math.log(2)
-    assert losses["loss_confidence"].item() == pytest.approx(expected, rel=1e-6)
+    assert losses["confidence"].item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_local_offset_loss_by_hand():
@@ -79,8 +79,8 @@ def test_local_offset_loss_by_hand():
     losses = adaanchor_losses(logits, coarse, local, assignment, targets, assignment.target_used, local_radius=1.0)
     wanted = [(2.3 - 2.5, 1.6 - 1.5), (2.3 - 1.5, 1.6 - 1.5), (2.3 - 2.5, 1.6 - 2.5)]
     expected = sum(abs(dx) + abs(dy) for dx, dy in wanted) / 3
-    assert losses["loss_local_offset"].item() == pytest.approx(expected, rel=1e-5)
-    losses["loss_local_offset"].backward()
+    assert losses["local_offset"].item() == pytest.approx(expected, rel=1e-5)
+    losses["local_offset"].backward()
     supervised = (local.grad.abs().sum(dim=2) > 0)[0, 0]
     assert {tuple(p) for p in supervised.nonzero().tolist()} == {(1, 2), (1, 1), (2, 2)}  # (i, j)
 
@@ -102,7 +102,7 @@ def test_local_offset_location_near_two_targets_learns_the_nearest():
         used,
         local_radius=1.0,
     )
-    losses["loss_local_offset"].backward()
+    losses["local_offset"].backward()
     # within 1 px: target 0 -> centers 2.5, 3.5; target 1 -> 3.5, 4.5. Shared 3.5 learns 3.0 - 3.5 = -0.5.
     assert local.grad[0, 0, 0, 1, 3].item() == pytest.approx(1 / 3)  # d/dl |l - (-0.5)| / 3 at l = 0
     assert (local.grad[0, 0, 0, 1].ne(0)).sum().item() == 3
@@ -119,7 +119,7 @@ def test_losses_are_finite_and_connected_without_targets():
     losses = adaanchor_losses(logits, coarse, local, assignment, targets, valid)
     total = sum(losses.values())
     assert all(torch.isfinite(v) for v in losses.values())
-    assert losses["loss_offset"].item() == 0 and losses["loss_local_offset"].item() == 0
+    assert losses["offset"].item() == 0 and losses["local_offset"].item() == 0
     total.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and (logits.grad > 0).all()
     assert coarse.grad is not None and local.grad is not None

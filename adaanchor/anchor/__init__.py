@@ -8,6 +8,9 @@ Training: ``confidence = sigmoid(logits)``; ``estimates = CandidateEstimates(coa
 ``losses = adaanchor_losses(logits, coarse, local, assignment, targets, valid)``.
 Inference: :func:`decode_single_target` (m = 1) or :func:`decode_multiple_targets` (gamma, merge, top-m).
 Baseline with the same interfaces: :func:`heatmap_targets`, :func:`heatmap_loss`, :func:`decode_heatmap`.
+
+Hosts use both through one interface, :class:`AnchorCriterion` (:class:`AdaAnchor` / :class:`HeatmapAnchor`,
+built from a config by :func:`build_anchor_criterion`): channel layout, losses, decoding and flip test.
 """
 
 from .assignment import DEFAULT_CHUNK_SIZE, AnchorAssignment, assign_adaptive_anchors, usable_targets
@@ -20,13 +23,17 @@ from .candidates import (
     to_feature_px,
     to_input_px,
 )
+from .criterion import AdaAnchor, AnchorCriterion, HeatmapAnchor, build_anchor_criterion
 from .decoding import Detections, decode_multiple_targets, decode_single_target, distance_nms
+from .flip import flip_maps_back, flip_vectors_back
 from .heatmap import decode_heatmap, heatmap_loss, heatmap_targets
 from .losses import adaanchor_losses, sparse_target_focal_loss
 from .scoring import FUSIONS, KERNELS, anchor_scores, fuse_scores, regression_score
 
 __all__ = [
+    "AdaAnchor",
     "AnchorAssignment",
+    "AnchorCriterion",
     "CandidateEstimates",
     "DEFAULT_CHUNK_SIZE",
     "Detections",
@@ -40,8 +47,12 @@ __all__ = [
     "decode_heatmap",
     "decode_multiple_targets",
     "decode_single_target",
+    "build_anchor_criterion",
     "distance_nms",
+    "flip_maps_back",
+    "flip_vectors_back",
     "fuse_scores",
+    "HeatmapAnchor",
     "heatmap_loss",
     "heatmap_targets",
     "refined_estimates",

@@ -70,8 +70,8 @@ def to_input_px(points_feature_px: Tensor, stride: float) -> Tensor:
     return points_feature_px * stride
 
 
-def sample_bilinear(maps: Tensor, map_index: Tensor, x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
-    """Bilinearly sample two-channel maps at continuous points.
+def sample_bilinear(maps: Tensor, map_index: Tensor, x: Tensor, y: Tensor) -> Tuple[Tensor, ...]:
+    """Bilinearly sample C-channel maps at continuous points.
 
     The value stored at pixel (i, j) sits at (j + 0.5, i + 0.5), as for candidates; this matches
     ``torch.nn.functional.grid_sample(..., align_corners=False, padding_mode="border")``: points outside the
@@ -79,14 +79,14 @@ def sample_bilinear(maps: Tensor, map_index: Tensor, x: Tensor, y: Tensor) -> Tu
     that lands outside the map is refined with the local offsets of the closest pixels.
 
     Args:
-        maps: (M, 2, H, W) float tensor, channel 0 = x and channel 1 = y component.
+        maps: (M, C, H, W) float tensor, e.g. C = 2 for offset maps (channel 0 = x, channel 1 = y component).
         map_index: (...) long tensor, which of the M maps each point samples.
         x, y: (...) float tensors, the points in feature-map px.
 
     Returns:
-        ``(value_x, value_y)``, two (...) tensors of ``maps.dtype``. Differentiable w.r.t. ``maps``.
+        C tensors (...) of ``maps.dtype``, one per channel. Differentiable w.r.t. ``maps``.
     """
-    height, width = maps.shape[-2:]
+    channels, height, width = maps.shape[-3:]
     u = (x - 0.5).clamp(0, width - 1)
     v = (y - 0.5).clamp(0, height - 1)
     u0 = u.floor().clamp_(max=max(width - 2, 0))
@@ -94,7 +94,7 @@ def sample_bilinear(maps: Tensor, map_index: Tensor, x: Tensor, y: Tensor) -> Tu
     fu = u - u0
     fv = v - v0
     plane = height * width
-    top_left = map_index * (2 * plane) + v0.long() * width + u0.long()
+    top_left = map_index * (channels * plane) + v0.long() * width + u0.long()
     right = 1 if width > 1 else 0
     down = width if height > 1 else 0
     flat = maps.reshape(-1)
@@ -105,7 +105,7 @@ def sample_bilinear(maps: Tensor, map_index: Tensor, x: Tensor, y: Tensor) -> Tu
         lower = torch.lerp(take(flat, corner + down), take(flat, corner + down + right), fu)
         return torch.lerp(upper, lower, fv)
 
-    return lerp2(0), lerp2(1)
+    return tuple(lerp2(channel) for channel in range(channels))
 
 
 class CandidateEstimates:

@@ -1,10 +1,10 @@
 """AdaAnchor training losses (paper eq. 4 and section 3.2).
 
-- ``loss_confidence``: sigmoid focal loss (Lin et al.) on the confidence logits of all candidates, target 1
+- ``confidence``: sigmoid focal loss (Lin et al.) on the confidence logits of all candidates, target 1
   at positives and 0 elsewhere, summed and divided by the number of positives (at least 1).
-- ``loss_offset``: L1 between the coarse offsets of positives and (target - anchor), summed over x and y and
+- ``offset``: L1 between the coarse offsets of positives and (target - anchor), summed over x and y and
   divided by the number of positives (at least 1); ``lambda`` of eq. 4 is ``offset_weight``.
-- ``loss_local_offset`` (only with local refinement): L1 between the local offsets at every candidate within
+- ``local_offset`` (only with local refinement): L1 between the local offsets at every candidate within
   ``local_radius`` of a target and (target - candidate), divided by the number of such candidates (at least 1);
   a candidate near several targets of its type learns the nearest one.
 
@@ -134,7 +134,8 @@ def adaanchor_losses(
             feature-map px.
 
     Returns:
-        ``{"loss_confidence", "loss_offset"[, "loss_local_offset"]}``, scalar tensors.
+        ``{"confidence", "offset"[, "local_offset"]}``, scalar tensors (hosts add their loss-name prefix:
+        :class:`~adaanchor.anchor.criterion.AnchorCriterion`).
     """
     shape = tuple(confidence_logits.shape)
     if shape != assignment.shape:
@@ -149,7 +150,7 @@ def adaanchor_losses(
     focal = sparse_target_focal_loss(
         confidence_logits.contiguous(), assignment.positive_index, alpha=focal_alpha, gamma=focal_gamma
     )
-    losses = {"loss_confidence": focal * (confidence_weight / normaliser)}
+    losses = {"confidence": focal * (confidence_weight / normaliser)}
 
     map_index = assignment.positive_map
     candidate = assignment.positive_candidate
@@ -158,12 +159,12 @@ def adaanchor_losses(
     target = targets.reshape(-1, 2)[map_index * num_targets + assignment.positive_target].to(coarse_offsets.dtype)
     wanted = target - candidate_positions(candidate, width, dtype=coarse_offsets.dtype)
     predicted = take(flat_offsets, torch.stack((base, base + plane), dim=1))  # one gather: one dense gradient
-    losses["loss_offset"] = (predicted - wanted).abs().sum() * (offset_weight / normaliser)
+    losses["offset"] = (predicted - wanted).abs().sum() * (offset_weight / normaliser)
 
     if local_offsets is not None:
         if local_offsets.shape != coarse_offsets.shape:
             raise ValueError(f"local_offsets {tuple(local_offsets.shape)} must match coarse_offsets")
-        losses["loss_local_offset"] = local_offset_weight * _local_offset_loss(
+        losses["local_offset"] = local_offset_weight * _local_offset_loss(
             local_offsets, targets, assignment.target_used, local_radius
         )
     return losses

@@ -1,17 +1,9 @@
-"""DEKR training targets, with hand-computed expectations."""
+"""People batches, target ownership and DEKR's offset targets (framework-free), with hand-computed expectations."""
 
 import pytest
 import torch
 
-pytest.importorskip("detectron2")
-
-from adaanchor.modeling.dekr.targets import (  # noqa: E402
-    MIN_OFFSET_SCALE,
-    downsample_ignore_masks,
-    gather_people,
-    offset_targets,
-    region_owner,
-)
+from adaanchor.bottom_up import MIN_OFFSET_SCALE, downsample_ignore_masks, gather_people, offset_targets, region_owner
 
 
 def _kp(points):

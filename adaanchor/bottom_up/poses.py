@@ -1,13 +1,14 @@
-"""Pose post-processing for DEKR: scoring from keypoint heatmaps, pose NMS, flip-test alignment (torch only).
+"""Poses of bottom-up models: assembly from anchors and offsets, scoring from keypoint maps, pose NMS (torch only).
 
 Units: poses and maps share one frame, feature-map px with cell (i, j) centred at (j + 0.5, i + 0.5),
 unless a function says otherwise.
 """
 
-from typing import Sequence
+from typing import Tuple
 
 import torch
-import torch.nn.functional as F
+
+from adaanchor.anchor import Detections, candidate_positions, sample_bilinear
 
 
 def sample_keypoint_maps(maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -19,13 +20,36 @@ def sample_keypoint_maps(maps: torch.Tensor, points: torch.Tensor) -> torch.Tens
     Returns:
         (N, K) values; points outside the map read the border value (clamped).
     """
-    num_kpts, h, w = maps.shape
-    if points.shape[0] == 0:
-        return points.new_zeros((0, num_kpts))
-    scale = points.new_tensor([2.0 / w, 2.0 / h])
-    grid = (points * scale - 1.0).transpose(0, 1).unsqueeze(2)  # (K, N, 1, 2) in [-1, 1]
-    sampled = F.grid_sample(maps.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return sampled[:, 0, :, 0].transpose(0, 1)
+    num_kpts = maps.shape[0]
+    keypoint = torch.arange(num_kpts, device=points.device).expand(points.shape[0], num_kpts)
+    (values,) = sample_bilinear(maps[:, None], keypoint, points[..., 0], points[..., 1])
+    return values
+
+
+def poses_from_anchors(
+    detections: Detections, keypoint_maps: torch.Tensor, offsets: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """DEKR's poses of one image from its person anchors: anchor cell centre + the cell's keypoint offsets.
+
+    Joint score = anchor score x keypoint map at the joint (bilinear); pose score = mean joint score (DEKR's
+    scoring, without its rescoring net).
+
+    Args:
+        detections: the person anchors of the image (one centre type), any leading dims of size 1, D slots.
+        keypoint_maps: (K, H, W) keypoint heatmaps.
+        offsets: (2K, H, W) keypoint offsets of every cell, feature px, channels (dx0, dy0, dx1, ...).
+    Returns:
+        poses (N, K, 3): x, y feature px, joint score; scores (N,). N = valid anchors, in slot order.
+    """
+    num_kpts, h, w = keypoint_maps.shape
+    valid = detections.valid.reshape(-1)
+    anchor = detections.anchor_index.reshape(-1)[valid]
+    anchor_score = detections.scores.reshape(-1)[valid]
+    cells = candidate_positions(anchor, w)
+    displacement = offsets.reshape(num_kpts, 2, h * w)[:, :, anchor].permute(2, 0, 1)  # (N, K, 2)
+    xy = cells[:, None, :] + displacement
+    joint_scores = anchor_score[:, None] * sample_keypoint_maps(keypoint_maps, xy)
+    return torch.cat([xy, joint_scores[..., None]], dim=-1), joint_scores.mean(dim=1)
 
 
 def pose_diagonals(poses: torch.Tensor) -> torch.Tensor:
@@ -78,45 +102,3 @@ def pose_nms(
             if row[j]:
                 suppressed[j] = True
     return order[torch.as_tensor(kept, dtype=torch.long, device=poses.device)]
-
-
-def flip_maps_back(maps: torch.Tensor, channel_order: Sequence[int]) -> torch.Tensor:
-    """Outputs of a horizontally flipped input -> the original frame: mirror W, reorder channels.
-
-    Args:
-        maps: (B, C, H, W).
-        channel_order: C indices; channel c of the result is channel ``channel_order[c]`` of the mirror
-            (the keypoint flip indices, with identity entries for centre / confidence channels).
-    """
-    return maps.flip(-1)[:, list(channel_order)]
-
-
-def flip_vectors_back(vectors: torch.Tensor, flip_indices: Sequence[int]) -> torch.Tensor:
-    """Displacement fields of a flipped input -> the original frame.
-
-    Args:
-        vectors: (B, 2K, H, W), channels (dx_0, dy_0, dx_1, dy_1, ...), K = len(flip_indices).
-        flip_indices: K keypoint indices (identity [0] for a single centre offset field).
-    Returns:
-        (B, 2K, H, W): mirrored in W, keypoints reordered, x components negated.
-    """
-    b, c, h, w = vectors.shape
-    v = vectors.flip(-1).view(b, c // 2, 2, h, w)[:, list(flip_indices)]
-    v = torch.stack([-v[:, :, 0], v[:, :, 1]], dim=2)
-    return v.reshape(b, c, h, w)
-
-
-def shift_flipped_image(images: torch.Tensor, shift: int) -> torch.Tensor:
-    """Shift a horizontally flipped batch (B, C, H, W) left by ``shift`` px (zeros enter at the right).
-
-    Why: a stride-2 3x3 convolution with padding 1 centres output i on input pixel 2i, so a stride-t
-    network centres feature cell j on input pixel t*j, not on the cell centre t*j + (t-1)/2. Mirroring
-    the input moves that bias to the other side: an object at pixel X shows up, in the mirrored-back
-    outputs, at the cell of pixel X - (t - 1). Shifting the mirrored input left by t - 1 px (HRNet and
-    ResNet stems: t = 4, shift 3) aligns the two runs.
-    """
-    if shift <= 0:
-        return images
-    shifted = torch.zeros_like(images)
-    shifted[..., : images.shape[-1] - shift] = images[..., shift:]
-    return shifted

@@ -1,14 +1,11 @@
-"""Training targets of DEKR, vectorised over the batch, the people and the keypoints (torch only).
+"""The ground-truth people of a bottom-up batch, padded and vectorised over images, people and keypoints.
 
-Frames: ground truth arrives in input px (continuous, Detectron2's convention); targets are built in
-feature-map px (input px / stride), where cell (i, j) is centred at (j + 0.5, i + 0.5).
+Frames: ground truth arrives in input px (continuous, Detectron2's convention); :class:`PeopleBatch` holds it
+in feature-map px (input px / stride), where cell (i, j) is centred at (j + 0.5, i + 0.5).
 
 Decisions on DEKR's quirks (DEKR's own code is the reference for everything else):
 
 - Person centre: the mean of the person's labelled keypoints, computed before the crop, as DEKR does.
-- Centre heatmap sigma: ``MODEL.DEKR.CENTER_SIGMA`` on every dataset. DEKR's generator picks the centre
-  sigma only for channel index >= 17, so on CrowdPose (14 keypoints) its centre silently gets the keypoint
-  sigma; we apply the configured centre sigma as the config intends.
 - Offset weight: 1 / (diagonal of the person's labelled-keypoint extent, input px). DEKR takes the
   extent over all K entries, unlabelled (0, 0) ones included, which inflates it for partly labelled
   people; we use labelled keypoints only, with the diagonal floored at ``MIN_OFFSET_SCALE`` input px.
@@ -121,51 +118,3 @@ def downsample_ignore_masks(
         picked = mask[rows.clamp(max=mask.shape[0] - 1)][:, cols.clamp(max=mask.shape[1] - 1)]
         out[i] = 1.0 - picked.float()
     return out
-
-
-def region_owner(people: PeopleBatch, height: int, width: int, *, radius: float) -> torch.Tensor:
-    """DEKR's offset region (the heatmap-anchor baseline): every cell within ``radius`` (Chebyshev, feature
-    px) of a person's centre inside the map regresses that person; a cell near several centres goes to the
-    smallest person (DEKR's rule).
-
-    Returns:
-        (B, H, W) long, the person index (into T) of every cell, -1 for none.
-    """
-    device = people.keypoints.device
-    gx = torch.arange(width, device=device, dtype=torch.float32) + 0.5
-    gy = torch.arange(height, device=device, dtype=torch.float32) + 0.5
-    cx, cy = people.centers.unbind(-1)  # (B, T)
-    near_x = (gx[None, None, :] - cx[..., None]).abs() <= radius  # (B, T, W)
-    near_y = (gy[None, None, :] - cy[..., None]).abs() <= radius  # (B, T, H)
-    member = near_y[..., :, None] & near_x[..., None, :] & people.centers_inside(height, width)[..., None, None]
-    person_scale = 1.0 / people.offset_weight.clamp(min=torch.finfo(people.offset_weight.dtype).tiny)
-    key = torch.where(member, person_scale[..., None, None], torch.tensor(float("inf"), device=device))
-    best = key.argmin(dim=1)  # (B, H, W)
-    return torch.where(member.any(dim=1), best, torch.full_like(best, -1))
-
-
-def offset_targets(people: PeopleBatch, owner: torch.Tensor, height: int, width: int, *, margin: float):
-    """Keypoint offset targets of the cells that regress a person (DEKR's disentangled regression).
-
-    Args:
-        owner: (B, H, W) long, the person index (into T) each cell regresses, -1 for none.
-        margin: labelled keypoints up to this far outside the map (feature px) are targets: 0 for the
-            heatmap-anchor baseline (DEKR skips them), MODEL.ADAANCHOR.TARGET_MARGIN for AdaAnchor.
-    Returns:
-        offsets: (B, 2K, H, W) float, keypoint - cell centre, feature px; channels (dx0, dy0, dx1, ...).
-        weights: (B, 2K, H, W) float, the person's offset weight where the keypoint is a target, else 0.
-    """
-    b, t, k, _ = people.keypoints.shape
-    device = people.keypoints.device
-    index = owner.clamp(min=0).view(b, height * width)
-    kpts = torch.gather(people.keypoints.view(b, t, k * 2), 1, index[..., None].expand(-1, -1, k * 2))
-    usable = people.inside(height, width, margin) * people.offset_weight[..., None]  # (B, T, K)
-    weight = torch.gather(usable, 1, index[..., None].expand(-1, -1, k))  # (B, HW, K)
-    weight = weight * (owner.view(b, -1, 1) >= 0)
-    gx = torch.arange(width, device=device, dtype=torch.float32) + 0.5
-    gy = torch.arange(height, device=device, dtype=torch.float32) + 0.5
-    cells = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1).view(1, height * width, 1, 2)
-    offsets = (kpts.view(b, height * width, k, 2) - cells) * (weight[..., None] > 0)
-    offsets = offsets.view(b, height, width, 2 * k).permute(0, 3, 1, 2)
-    weights = weight.repeat_interleave(2, dim=-1).view(b, height, width, 2 * k).permute(0, 3, 1, 2)
-    return offsets.contiguous(), weights.contiguous()

@@ -1,17 +1,18 @@
-"""DEKR post-processing: map sampling, pose NMS, flip-back and the flip alignment shift."""
+"""Bottom-up post-processing (framework-free): map sampling, pose assembly, pose NMS, flip-back, the flip
+alignment shift and the test-time loop."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("detectron2")
-
-from adaanchor.modeling.dekr.postprocess import (  # noqa: E402
-    flip_maps_back,
-    flip_vectors_back,
+from adaanchor.anchor import Detections, flip_maps_back, flip_vectors_back
+from adaanchor.bottom_up import (
+    FlipTest,
+    TestTimeAugmentation,
     keypoint_boxes,
     pose_diagonals,
     pose_nms,
+    poses_from_anchors,
     sample_keypoint_maps,
     shift_flipped_image,
 )
@@ -70,3 +71,52 @@ def test_flip_shift_aligns_a_stride_4_network():
     torch.testing.assert_close(aligned, plain)
     misaligned = net(image.flip(-1)).flip(-1)
     assert (misaligned - plain).abs().max() > 1e-3
+
+
+def test_sample_keypoint_maps_matches_grid_sample_with_border_padding():
+    torch.manual_seed(0)
+    maps = torch.rand(3, 5, 7)
+    points = torch.rand(4, 3, 2) * torch.tensor([9.0, 7.0]) - 1.0  # some outside the map
+    grid = (points * torch.tensor([2.0 / 7, 2.0 / 5]) - 1.0).transpose(0, 1).unsqueeze(2)
+    expected = F.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    torch.testing.assert_close(sample_keypoint_maps(maps, points), expected[:, 0, :, 0].T)
+
+
+def test_poses_from_anchors_adds_the_anchor_cells_offsets_and_scores_by_the_heatmaps():
+    k, h, w = 2, 4, 5
+    heatmaps = torch.full((k, h, w), 0.5)
+    offsets = torch.zeros(2 * k, h, w)
+    offsets[:, 2, 3] = torch.tensor([1.0, -1.0, 0.0, 0.5])  # cell (2, 3) at (3.5, 2.5)
+    detections = Detections(
+        positions=torch.zeros(1, 1, 2, 2),
+        scores=torch.tensor([[[0.8, 0.0]]]),
+        anchor_index=torch.tensor([[[2 * w + 3, -1]]]),
+        valid=torch.tensor([[[True, False]]]),
+    )
+    poses, scores = poses_from_anchors(detections, heatmaps, offsets)
+    torch.testing.assert_close(poses[0, :, :2], torch.tensor([[4.5, 1.5], [3.5, 3.0]]))
+    torch.testing.assert_close(poses[0, :, 2], torch.tensor([0.4, 0.4]))
+    torch.testing.assert_close(scores, torch.tensor([0.4]))
+
+
+def test_test_time_loop_flips_each_output_with_its_own_function_and_crops_the_padding():
+    """A mirror-symmetric 'network' (identity on a symmetric image): the flip test averages a map with its
+    mirrored-back twin, concatenates a tag-like output, and crops to the cells covering the image."""
+    image = torch.zeros(1, 3, 8, 12)
+    image[..., 2:6, 3:9] = 1.0  # symmetric in x
+
+    def predict(x):
+        pooled = F.avg_pool2d(x[:, :1], 2)  # stride 2
+        return {"heat": pooled, "tag": pooled * 2}
+
+    flip = FlipTest(back={"heat": lambda m: m.flip(-1), "tag": lambda m: m.flip(-1)}, concatenate=("tag",))
+    tta = TestTimeAugmentation(scales=(1.0,), flip=flip)
+    ((maps, ratio),) = tta.maps(predict, F.pad(image, (0, 4, 0, 8)), (8, 12), stride=2, size_divisibility=4)
+    assert ratio == (1.0, 1.0)
+    assert maps["heat"].shape == (1, 1, 4, 6) and maps["tag"].shape == (1, 2, 4, 6)
+    torch.testing.assert_close(maps["heat"], predict(image)["heat"])
+    torch.testing.assert_close(maps["tag"][:, 1:], maps["tag"][:, :1])
+    with pytest.raises(KeyError, match="no flip function for the output 'tag'"):
+        TestTimeAugmentation(flip=FlipTest(back={"heat": lambda m: m})).maps(
+            predict, image, (8, 12), stride=2, size_divisibility=1
+        )

@@ -64,7 +64,7 @@ def test_missing_file_and_invalid_json(tmp_path):
         evaluate(str(tmp_path / "missing.json"), predictions())
     bad = tmp_path / "broken.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match="broken.json is not valid json"):
+    with pytest.raises(ValueError, match="broken.json: not valid JSON"):
         evaluate(str(bad), predictions())
 
 

@@ -15,17 +15,18 @@ outside the image is a target like any truncated one (the model keeps targets wi
 than one image width / height beyond the image's border (:data:`MAX_OUTSIDE_IMAGE_SIZES`) is an error.
 A json without ``categories`` is accepted for training (every annotation becomes category 0).
 
-Coordinates follow Detectron2's convention (DESIGN.md section 3): the json stores pixel indices and the
+Coordinates follow Detectron2's convention (as its ``load_coco_json``): the json stores pixel indices and the
 dicts returned here hold continuous coordinates, x + 0.5 and y + 0.5, for every keypoint (the
 evaluators subtract 0.5 once when writing results). Boxes stay as in the json (XYWH_ABS).
 """
 
-import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
+
+from adaanchor.utils.json_values import is_finite_number
+from adaanchor.utils.json_values import read_json as read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +114,9 @@ class AnnotationWarts:
 def read_json(json_file: str) -> Dict[str, Any]:
     """Read a COCO-format json; a missing, unreadable or non-object file raises KeypointJsonError."""
     try:
-        with open(json_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise KeypointJsonError(f"{json_file}: annotation file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KeypointJsonError(f"{json_file}: not valid JSON ({e})") from None
+        data = read_json_file(json_file, "annotation")
+    except (FileNotFoundError, ValueError) as e:
+        raise KeypointJsonError(str(e)) from None
     if not isinstance(data, dict):
         raise KeypointJsonError(f"{json_file}: expected a JSON object with 'images' and 'annotations'")
     return data
@@ -152,7 +150,7 @@ def validate_keypoint_json(data: Dict[str, Any], json_file: str, num_keypoints: 
             raise KeypointJsonError(f"{where}: refers to an unknown image id")
         annotated.add(img_id)
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_finite(v) for v in bbox)):
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_finite_number(v) for v in bbox)):
             raise KeypointJsonError(f"{where}: bbox must be 4 finite numbers, got {bbox!r}")
         if bbox[2] < 0 or bbox[3] < 0:
             raise KeypointJsonError(f"{where}: bbox [x, y, w, h] has a negative width or height: {bbox!r}")
@@ -177,7 +175,7 @@ def _image_sizes(images: List[Any], json_file: str) -> Dict[Any, Tuple[float, fl
         if img_id in sizes:
             raise KeypointJsonError(f"{json_file}: duplicate image id {img_id}")
         w, h = img.get("width"), img.get("height")
-        if not (_finite(w) and _finite(h) and w > 0 and h > 0):
+        if not (is_finite_number(w) and is_finite_number(h) and w > 0 and h > 0):
             raise KeypointJsonError(f"{json_file}: image id {img_id}: invalid width/height {w!r}/{h!r}")
         sizes[img_id] = (w, h)
     return sizes
@@ -204,7 +202,7 @@ def check_ground_truth_keypoints(
     outside = 0
     for k in range(num_keypoints):
         x, y, v = keypoints[3 * k : 3 * k + 3]
-        if not (_finite(x) and _finite(y) and _finite(v)):
+        if not (is_finite_number(x) and is_finite_number(y) and is_finite_number(v)):
             raise KeypointJsonError(f"{where}: keypoint {k} is not finite: ({x}, {y}, {v})")
         if v not in (0, 1, 2):
             raise KeypointJsonError(f"{where}: keypoint {k} has visibility {v}, expected 0, 1 or 2")
@@ -312,10 +310,6 @@ def _to_detectron2_annotation(ann: Dict[str, Any]) -> Dict[str, Any]:
         if key in ann:
             out[key] = ann[key]
     return out
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _count(n: int, noun: str) -> str:

@@ -21,9 +21,7 @@ Detectron2's +0.5 continuous convention).
 import contextlib
 import copy
 import io
-import json
 import logging
-import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,6 +29,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from adaanchor.data.keypoint_json import AnnotationWarts, check_ground_truth_keypoints
+from adaanchor.utils.json_values import is_finite_number, is_id, is_number, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -59,21 +58,7 @@ def protocol_of(dataset: str) -> str:
     try:
         return PROTOCOLS[dataset]
     except KeyError:
-        raise ValueError(
-            f"unknown dataset '{dataset}' for evaluation; known: {sorted(PROTOCOLS)}"
-        ) from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _is_finite_number(value: Any) -> bool:
-    return _is_number(value) and math.isfinite(value)
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        raise ValueError(f"unknown dataset '{dataset}' for evaluation; known: {sorted(PROTOCOLS)}") from None
 
 
 # Why pycocotools needs a top-level list, where the reason is not obvious.
@@ -81,16 +66,6 @@ _WHY_NEEDED = {
     "categories": " (pycocotools copies it into the results and evaluates per category; add e.g. "
     '[{"id": 1, "name": "person"}] with the annotations\' category_id)'
 }
-
-
-def _read_json(path: PathLike, what: str) -> Any:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{what} file {path} is not valid json: {e}") from None
 
 
 class GroundTruth:
@@ -118,9 +93,7 @@ class GroundTruth:
         return None
 
 
-def load_ground_truth(
-    gt: Union[PathLike, Dict, COCO, GroundTruth], num_keypoints: int, protocol: str
-) -> GroundTruth:
+def load_ground_truth(gt: Union[PathLike, Dict, COCO, GroundTruth], num_keypoints: int, protocol: str) -> GroundTruth:
     """Read and validate keypoint ground truth.
 
     Args:
@@ -152,11 +125,9 @@ def load_ground_truth(
     elif isinstance(gt, dict):
         source, dataset = "<ground-truth dict>", copy.deepcopy(gt)
     elif isinstance(gt, (str, os.PathLike)):
-        source, dataset = os.fspath(gt), _read_json(gt, "ground-truth")
+        source, dataset = os.fspath(gt), read_json(gt, "ground-truth")
     else:
-        raise TypeError(
-            f"ground truth must be a json path, a dict or a pycocotools COCO, got {type(gt)}"
-        )
+        raise TypeError(f"ground truth must be a json path, a dict or a pycocotools COCO, got {type(gt)}")
     warts = _validate_ground_truth(dataset, source, num_keypoints, protocol)
     warts.log(source, EVALUATION_TREATMENT, logger)
     coco = COCO()
@@ -166,13 +137,9 @@ def load_ground_truth(
     return GroundTruth(coco, source, num_keypoints, protocol)
 
 
-def _validate_ground_truth(
-    dataset: Any, source: str, num_keypoints: int, protocol: str
-) -> AnnotationWarts:
+def _validate_ground_truth(dataset: Any, source: str, num_keypoints: int, protocol: str) -> AnnotationWarts:
     if not isinstance(dataset, dict):
-        raise ValueError(
-            f"ground truth {source}: expected a json object, got {type(dataset).__name__}"
-        )
+        raise ValueError(f"ground truth {source}: expected a json object, got {type(dataset).__name__}")
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
             raise ValueError(f"ground truth {source} has no '{key}' list{_WHY_NEEDED.get(key, '')}")
@@ -184,14 +151,12 @@ def _validate_ground_truth(
     image_sizes = {}
     for image in dataset["images"]:
         image_id = image.get("id") if isinstance(image, dict) else None
-        if not _is_id(image_id) or image_id <= 0:
-            raise ValueError(
-                f"ground truth {source}: image {image!r:.200} has no positive integer 'id'"
-            )
+        if not is_id(image_id) or image_id <= 0:
+            raise ValueError(f"ground truth {source}: image {image!r:.200} has no positive integer 'id'")
         if image_id in image_sizes:
             raise ValueError(f"ground truth {source}: image id {image_id} appears twice")
         image_sizes[image_id] = _image_size(image)
-        if protocol == "crowdpose" and not _is_finite_number(image.get("crowdIndex")):
+        if protocol == "crowdpose" and not is_finite_number(image.get("crowdIndex")):
             raise ValueError(
                 f"ground truth {source}: image id {image_id} has no finite 'crowdIndex' "
                 "(CrowdPose evaluation splits images into easy / medium / hard by it)"
@@ -207,7 +172,7 @@ def _validate_ground_truth(
         if not isinstance(ann, dict):
             raise ValueError(f"ground truth {source}: annotation {ann!r:.200} is not an object")
         ann_id = ann.get("id")
-        if not _is_id(ann_id) or ann_id <= 0:
+        if not is_id(ann_id) or ann_id <= 0:
             raise ValueError(
                 f"ground truth {source}: annotation {ann_id!r} on image {ann.get('image_id')!r} needs a "
                 "positive integer 'id' (pycocotools' matching uses id 0 for 'unmatched')"
@@ -219,35 +184,27 @@ def _validate_ground_truth(
         if ann.get("image_id") not in image_sizes:
             raise ValueError(f"{where}: image id not among the ground truth's images")
         if ann.get("category_id") not in category_ids:
-            raise ValueError(
-                f"{where}: category_id {ann.get('category_id')!r} not among the categories"
-            )
+            raise ValueError(f"{where}: category_id {ann.get('category_id')!r} not among the categories")
         if ann.get("iscrowd") not in (0, 1, False, True):
             raise ValueError(f"{where}: 'iscrowd' must be 0 or 1, got {ann.get('iscrowd')!r}")
         num_labelled = ann.get("num_keypoints")
-        if not _is_id(num_labelled) or num_labelled < 0:
-            raise ValueError(
-                f"{where}: 'num_keypoints' must be a non-negative integer, got {num_labelled!r}"
-            )
+        if not is_id(num_labelled) or num_labelled < 0:
+            raise ValueError(f"{where}: 'num_keypoints' must be a non-negative integer, got {num_labelled!r}")
         bbox = ann.get("bbox")
         if not (
             isinstance(bbox, list)
             and len(bbox) == 4
-            and all(_is_finite_number(b) for b in bbox)
+            and all(is_finite_number(b) for b in bbox)
             and bbox[2] >= 0
             and bbox[3] >= 0
         ):
-            raise ValueError(
-                f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], w, h >= 0, got {bbox!r}"
-            )
-        if protocol == "coco" and not (_is_finite_number(ann.get("area")) and ann["area"] >= 0):
+            raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], w, h >= 0, got {bbox!r}")
+        if protocol == "coco" and not (is_finite_number(ann.get("area")) and ann["area"] >= 0):
             raise ValueError(
                 f"{where}: 'area' must be a finite non-negative number (the OKS object scale), "
                 f"got {ann.get('area')!r}"
             )
-        outside = check_ground_truth_keypoints(
-            ann.get("keypoints"), num_keypoints, where, image_sizes[ann["image_id"]]
-        )
+        outside = check_ground_truth_keypoints(ann.get("keypoints"), num_keypoints, where, image_sizes[ann["image_id"]])
         warts.add_annotation(ann, outside)
         if not ann["iscrowd"] and num_labelled > 0:
             evaluated_persons += 1
@@ -264,7 +221,7 @@ def _validate_ground_truth(
 def _image_size(image: Dict) -> Optional[Tuple[float, float]]:
     """(width, height) in image px if the image entry has positive finite ones, else None."""
     width, height = image.get("width"), image.get("height")
-    if _is_finite_number(width) and _is_finite_number(height) and width > 0 and height > 0:
+    if is_finite_number(width) and is_finite_number(height) and width > 0 and height > 0:
         return width, height
     return None
 
@@ -272,22 +229,18 @@ def _image_size(image: Dict) -> Optional[Tuple[float, float]]:
 def _validate_prediction_keypoints(keypoints: Any, num_keypoints: int, where: str) -> None:
     """3K finite numbers (x, y, confidence per keypoint); any position, inside the image or not."""
     if not isinstance(keypoints, (list, tuple)):
-        raise ValueError(
-            f"{where}: 'keypoints' must be a list of 3 x {num_keypoints} numbers, got {keypoints!r:.100}"
-        )
+        raise ValueError(f"{where}: 'keypoints' must be a list of 3 x {num_keypoints} numbers, got {keypoints!r:.100}")
     if len(keypoints) != 3 * num_keypoints:
         raise ValueError(
             f"{where}: 'keypoints' has {len(keypoints)} numbers, expected 3 x {num_keypoints} = "
             f"{3 * num_keypoints} (x, y, score per keypoint)"
         )
-    if not all(_is_number(v) for v in keypoints):
+    if not all(is_number(v) for v in keypoints):
         raise ValueError(f"{where}: 'keypoints' must hold numbers only")
     values = np.asarray(keypoints, dtype=np.float64).reshape(num_keypoints, 3)
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if bad.size:
-        raise ValueError(
-            f"{where}: keypoint {int(bad[0])} is not finite: {values[bad[0]].tolist()}"
-        )
+        raise ValueError(f"{where}: keypoint {int(bad[0])} is not finite: {values[bad[0]].tolist()}")
 
 
 def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTruth) -> List[Dict]:
@@ -308,13 +261,11 @@ def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTru
     """
     if isinstance(predictions, (str, os.PathLike)):
         source = os.fspath(predictions)
-        predictions = _read_json(predictions, "predictions")
+        predictions = read_json(predictions, "predictions")
     else:
         source = "<predictions list>"
     if not isinstance(predictions, list):
-        raise ValueError(
-            f"predictions {source}: expected a json list of results, got {type(predictions).__name__}"
-        )
+        raise ValueError(f"predictions {source}: expected a json list of results, got {type(predictions).__name__}")
     image_ids = set(gt.coco.getImgIds())
     category_ids = set(gt.coco.getCatIds())
     with_bbox = None
@@ -327,15 +278,13 @@ def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTru
             if key not in pred:
                 raise ValueError(f"{where} has no '{key}'")
         if pred["image_id"] not in image_ids:
-            raise ValueError(
-                f"{where}: image id {pred['image_id']!r} is not in the ground truth {gt.source}"
-            )
+            raise ValueError(f"{where}: image id {pred['image_id']!r} is not in the ground truth {gt.source}")
         if pred["category_id"] not in category_ids:
             raise ValueError(
                 f"{where}: category_id {pred['category_id']!r} is not in the ground truth {gt.source} "
                 f"(categories {sorted(category_ids)})"
             )
-        if not _is_finite_number(pred["score"]):
+        if not is_finite_number(pred["score"]):
             raise ValueError(f"{where}: 'score' must be a finite number, got {pred['score']!r}")
         _validate_prediction_keypoints(pred["keypoints"], gt.num_keypoints, where)
         result = {
@@ -348,19 +297,11 @@ def load_predictions(predictions: Union[PathLike, Sequence[Dict]], gt: GroundTru
         if with_bbox is None:
             with_bbox = has_bbox
         elif has_bbox != with_bbox:
-            raise ValueError(
-                f"{where}: 'bbox' must be on every prediction or on none (entry 0 differs)"
-            )
+            raise ValueError(f"{where}: 'bbox' must be on every prediction or on none (entry 0 differs)")
         if has_bbox:
             bbox = pred["bbox"]
-            if not (
-                isinstance(bbox, (list, tuple))
-                and len(bbox) == 4
-                and all(_is_finite_number(b) for b in bbox)
-            ):
-                raise ValueError(
-                    f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}"
-                )
+            if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_finite_number(b) for b in bbox)):
+                raise ValueError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h], got {bbox!r}")
             result["bbox"] = [float(b) for b in bbox]
         results.append(result)
     return results

@@ -31,5 +31,5 @@ setup(
     # Beyond the runtime dependencies, the tests need only pytest. xtcocotools (the reference CrowdPose
     # evaluation the tests compare against) is deliberately not listed: its PyPI wheel is built for numpy 1.x
     # and breaks under numpy 2, so its tests importorskip it and .ci/run builds it from source.
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "black==26.10.1"]},  # black: tests/test_formatting.py
 )

@@ -1,5 +1,11 @@
 """``add_adaanchor_config(cfg)``: every config key AdaAnchor adds to Detectron2's, with its default.
 
+Composable like Detectron2's projects: ``add_anchor_config`` (the criterion shared by every host:
+MODEL.ADAANCHOR and MODEL.HEATMAP_ANCHOR), ``add_bottom_up_input_config``, ``add_dekr_config``,
+``add_hrnet_config``, ``add_synthetic_data_config`` and ``add_solver_config``; ``add_adaanchor_config`` adds
+them all. Each key has one owner: a host's own quantities (DEKR's centre sigma, its offset region, its
+keypoint heatmaps) live under the host's node, never under the criterion's.
+
 Lengths are in feature-map px unless a key's comment says otherwise. The single switch between AdaAnchor
 and its heatmap-anchor baseline is ``MODEL.ADAANCHOR.ENABLED``; everything else stays equal.
 """
@@ -13,18 +19,18 @@ from detectron2.config import CfgNode as CN  # noqa: E402
 
 def add_adaanchor_config(cfg: CN) -> CN:
     """Add AdaAnchor's keys to a Detectron2 config in place (and return it, for chaining)."""
-    _add_method_config(cfg)
-    _add_heatmap_anchor_config(cfg)
-    _add_data_config(cfg)
-    _add_input_config(cfg)
-    _add_dekr_config(cfg)
-    _add_solver_config(cfg)
-    _add_hrnet_config(cfg)
+    add_anchor_config(cfg)
+    add_synthetic_data_config(cfg)
+    add_bottom_up_input_config(cfg)
+    add_dekr_config(cfg)
+    add_solver_config(cfg)
+    add_hrnet_config(cfg)
     return cfg
 
 
-def _add_method_config(cfg: CN) -> None:
-    """MODEL.ADAANCHOR: the method (paper section 3) and its ablations."""
+def add_anchor_config(cfg: CN) -> None:
+    """MODEL.ADAANCHOR (the method, paper section 3, and its ablations) and MODEL.HEATMAP_ANCHOR (the
+    baseline): the anchor criterion every host builds with ``adaanchor.anchor.build_anchor_criterion``."""
     cfg.MODEL.ADAANCHOR = CN()
     # True: adaptive anchors (the paper). False: the host method's heatmap-anchor baseline.
     cfg.MODEL.ADAANCHOR.ENABLED = True
@@ -64,13 +70,9 @@ def _add_method_config(cfg: CN) -> None:
     # m: at most this many targets per keypoint type (or persons, for centers) per image after merging.
     cfg.MODEL.ADAANCHOR.TEST.MAX_DETECTIONS = 30
 
-
-def _add_heatmap_anchor_config(cfg: CN) -> None:
-    """MODEL.HEATMAP_ANCHOR: the heatmap-anchor baseline used when MODEL.ADAANCHOR.ENABLED is False."""
+    # The heatmap-anchor baseline, used when MODEL.ADAANCHOR.ENABLED is False. Its Gaussian sigma is the
+    # host's (a centre sigma is not a keypoint sigma): MODEL.DEKR.CENTER_SIGMA for DEKR's centres.
     cfg.MODEL.HEATMAP_ANCHOR = CN()
-    # Gaussian sigma of an anchor heatmap peak, feature-map px: the keypoint sigma for bottom-up AE (2), the
-    # centre sigma for DEKR (its configs: 4; Base-DEKR.yaml sets it).
-    cfg.MODEL.HEATMAP_ANCHOR.SIGMA = 2.0
     # Loss weight of background pixels (target 0) relative to foreground (DEKR: 0.1).
     cfg.MODEL.HEATMAP_ANCHOR.BACKGROUND_WEIGHT = 0.1
     cfg.MODEL.HEATMAP_ANCHOR.LOSS_WEIGHT = 1.0
@@ -81,18 +83,18 @@ def _add_heatmap_anchor_config(cfg: CN) -> None:
     cfg.MODEL.HEATMAP_ANCHOR.TEST_MAX_DETECTIONS = 30
 
 
-def _add_data_config(cfg: CN) -> None:
+def add_synthetic_data_config(cfg: CN) -> None:
     """DATASETS.SYNTHETIC: the embedded synthetic crowd dataset, generated on first use."""
     cfg.DATASETS.SYNTHETIC = CN()
     # Where generated copies are cached; "" = $ADAANCHOR_CACHE or ~/.cache/adaanchor.
     cfg.DATASETS.SYNTHETIC.CACHE_DIR = ""
 
 
-def _add_dekr_config(cfg: CN) -> None:
+def add_dekr_config(cfg: CN) -> None:
     """MODEL.DEKR: the single-stage DEKR meta-architecture (Geng et al., CVPR'21).
 
-    The person centre is proposed by AdaAnchor (MODEL.ADAANCHOR, ENABLED True) or by DEKR's centre heatmap
-    (MODEL.HEATMAP_ANCHOR, whose SIGMA is then the centre sigma).
+    The person centre is one anchor type of the shared criterion: AdaAnchor (MODEL.ADAANCHOR, ENABLED True) or
+    DEKR's centre heatmap (MODEL.HEATMAP_ANCHOR, with the centre sigma MODEL.DEKR.CENTER_SIGMA).
     """
     cfg.MODEL.DEKR = CN()
     # Backbone output the heads read (one stride-4 map).
@@ -105,8 +107,14 @@ def _add_dekr_config(cfg: CN) -> None:
     cfg.MODEL.DEKR.OFFSET_NUM_BLOCKS = 2
     cfg.MODEL.DEKR.OFFSET_BLOCK = "adaptive"
     cfg.MODEL.DEKR.NORM = "BN"
-    # Keypoint heatmaps (trained in both variants, used to score poses): Gaussian sigma, feature-map px.
+    # Keypoint heatmaps (trained in both variants, used to score poses): Gaussian sigma, feature-map px, and
+    # the loss weight of background pixels relative to foreground (DEKR's BG_WEIGHT).
     cfg.MODEL.DEKR.KEYPOINT_SIGMA = 2.0
+    cfg.MODEL.DEKR.KEYPOINT_BACKGROUND_WEIGHT = 0.1
+    # Centre heatmap of the heatmap-anchor baseline: Gaussian sigma, feature-map px (DEKR: 4). DEKR's code picks
+    # the centre sigma only for channel index >= 17, so on CrowdPose (14 keypoints) its centre silently gets
+    # the keypoint sigma; here the configured centre sigma applies on every dataset.
+    cfg.MODEL.DEKR.CENTER_SIGMA = 4.0
     # Heatmap-anchor baseline: cells within this Chebyshev radius of a centre regress the offsets, feature-map px.
     cfg.MODEL.DEKR.OFFSET_RADIUS = 4.0
     # People smaller than this get no centre (DEKR: 32^2 on COCO), input px^2.
@@ -119,14 +127,18 @@ def _add_dekr_config(cfg: CN) -> None:
     cfg.MODEL.DEKR.TEST.NMS_DISTANCE_RATIO = 0.05
     cfg.MODEL.DEKR.TEST.NMS_MIN_JOINTS = 8
     cfg.MODEL.DEKR.TEST.FLIP = False
-    # Left shift of the flipped input, input px; -1 = stride - 1 (see postprocess.shift_flipped_image).
+    # Left shift of the flipped input, input px; -1 = stride - 1 (see adaanchor.bottom_up.shift_flipped_image).
     cfg.MODEL.DEKR.TEST.FLIP_SHIFT = -1
     # Multi-scale test: input scale factors relative to the test size; poses of all scales meet in pose NMS.
     cfg.MODEL.DEKR.TEST.SCALES = (1.0,)
 
 
-def _add_input_config(cfg: CN) -> None:
-    """INPUT.BOTTOM_UP: the bottom-up training augmentation (HigherHRNet / DEKR; paper appendix A.3)."""
+def add_bottom_up_input_config(cfg: CN) -> None:
+    """INPUT.DATASET_MAPPER_NAME and INPUT.BOTTOM_UP: the dataset mapper and the bottom-up training
+    augmentation (HigherHRNet / DEKR; paper appendix A.3)."""
+    # "bottom_up": whole images with all their people (adaanchor.data.BottomUpDatasetMapper; DEKR, AE);
+    # "detectron2": Detectron2's DatasetMapper (ROI heads).
+    cfg.INPUT.DATASET_MAPPER_NAME = "detectron2"
     cfg.INPUT.BOTTOM_UP = CN()
     # Side of the square training input, input px.
     cfg.INPUT.BOTTOM_UP.SIZE = 512
@@ -139,13 +151,13 @@ def _add_input_config(cfg: CN) -> None:
     cfg.INPUT.BOTTOM_UP.FLIP_PROB = 0.5
 
 
-def _add_solver_config(cfg: CN) -> None:
+def add_solver_config(cfg: CN) -> None:
     """SOLVER.OPTIMIZER: Detectron2's default trainer builds SGD only; the papers train with Adam."""
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" or "ADAM" (ADAM uses BASE_LR, WEIGHT_DECAY; BETAS below)
     cfg.SOLVER.ADAM_BETAS = (0.9, 0.999)
 
 
-def _add_hrnet_config(cfg: CN) -> None:
+def add_hrnet_config(cfg: CN) -> None:
     """MODEL.HRNET: the HRNet backbone (MODEL.BACKBONE.NAME = "build_hrnet_backbone"); defaults = HRNet-W32.
 
     Official variants (adaanchor.modeling.backbone.HRNET_PRESETS; ImageNet weights exist for each):

@@ -145,7 +145,8 @@ def test_json_size_that_disagrees_with_the_image_uses_the_decoded_size(tmp_path,
     (warning,) = [r.getMessage() for r in caplog.records if "decoded image" in r.getMessage()]
     assert "image id 1" in warning and "img.png" in warning
     assert "the json gives 60 x 80 (width x height), the decoded image is 80 x 60" in warning
-    test_mapper = BottomUpDatasetMapper(False, image_format="BGR", input_size=64,
-                                        test_resize=T.ResizeShortestEdge(30, 1000))
+    test_mapper = BottomUpDatasetMapper(
+        False, image_format="BGR", input_size=64, test_resize=T.ResizeShortestEdge(30, 1000)
+    )
     out = test_mapper(rec)
     assert (out["height"], out["width"]) == (60, 80) and tuple(out["image"].shape) == (3, 30, 40)

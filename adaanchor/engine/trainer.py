@@ -1,6 +1,7 @@
 """``AdaAnchorTrainer``: Detectron2's DefaultTrainer with what keypoint models need changed, nothing else.
 
-- the bottom-up mapper for bottom-up / single-stage meta-architectures (DEKR, Associative Embedding);
+- the dataset mapper named by INPUT.DATASET_MAPPER_NAME ("bottom_up" for DEKR and Associative Embedding,
+  "detectron2" for ROI heads);
 - the keypoint evaluator chosen from the dataset's metadata (COCO-style or CrowdPose protocol);
 - Adam as well as SGD (``SOLVER.OPTIMIZER``; Detectron2 builds SGD only, the papers train with Adam);
 - DistributedDataParallel without ``device_ids`` when CUDA is unavailable, so ``--num-gpus 2`` on a CPU
@@ -28,9 +29,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from adaanchor.data.bottom_up_mapper import BottomUpDatasetMapper  # noqa: E402
 from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator  # noqa: E402
 
-# Meta-architectures that read whole images with all people at once (the bottom-up mapper's output).
-BOTTOM_UP_META_ARCHITECTURES = ("DEKR", "AssociativeEmbedding")
-
+DATASET_MAPPERS = ("bottom_up", "detectron2")
 
 
 def ddp_device_kwargs() -> dict:
@@ -75,19 +74,25 @@ class AdaAnchorTrainer(DefaultTrainer):
             weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
         )
         adam = maybe_add_gradient_clipping(cfg, torch.optim.Adam)
-        return adam(params, lr=cfg.SOLVER.BASE_LR, betas=tuple(cfg.SOLVER.ADAM_BETAS), weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        return adam(
+            params, lr=cfg.SOLVER.BASE_LR, betas=tuple(cfg.SOLVER.ADAM_BETAS), weight_decay=cfg.SOLVER.WEIGHT_DECAY
+        )
+
+    @staticmethod
+    def build_mapper(cfg, is_train: bool):
+        """The mapper INPUT.DATASET_MAPPER_NAME names; None for Detectron2's default DatasetMapper."""
+        name = cfg.INPUT.DATASET_MAPPER_NAME
+        if name not in DATASET_MAPPERS:
+            raise ValueError(f"INPUT.DATASET_MAPPER_NAME must be one of {DATASET_MAPPERS}, got {name!r}")
+        return BottomUpDatasetMapper(cfg, is_train=is_train) if name == "bottom_up" else None
 
     @classmethod
     def build_train_loader(cls, cfg):
-        if cfg.MODEL.META_ARCHITECTURE in BOTTOM_UP_META_ARCHITECTURES:
-            return build_detection_train_loader(cfg, mapper=BottomUpDatasetMapper(cfg, is_train=True))
-        return super().build_train_loader(cfg)
+        return build_detection_train_loader(cfg, mapper=cls.build_mapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        if cfg.MODEL.META_ARCHITECTURE in BOTTOM_UP_META_ARCHITECTURES:
-            return build_detection_test_loader(cfg, dataset_name, mapper=BottomUpDatasetMapper(cfg, is_train=False))
-        return super().build_test_loader(cfg, dataset_name)
+        return build_detection_test_loader(cfg, dataset_name, mapper=cls.build_mapper(cfg, is_train=False))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -24,18 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--gt", required=True, help="ground truth, COCO keypoint json")
     parser.add_argument("--dt", required=True, help="predictions, COCO keypoint results json")
-    parser.add_argument(
-        "--dataset", required=True, choices=sorted(PROTOCOLS), help="evaluation protocol and sigmas"
-    )
+    parser.add_argument("--dataset", required=True, choices=sorted(PROTOCOLS), help="evaluation protocol and sigmas")
     parser.add_argument(
         "--recall-oks",
         type=float,
         default=0.5,
         help="single-keypoint OKS a match needs for the recall",
     )
-    parser.add_argument(
-        "--no-per-keypoint", action="store_true", help="skip the per-keypoint AP and recall"
-    )
+    parser.add_argument("--no-per-keypoint", action="store_true", help="skip the per-keypoint AP and recall")
     return parser
 
 

@@ -3,13 +3,15 @@
 Heads on one stride-4 backbone map:
 
 - heatmap head: K keypoint heatmaps (trained in both variants, used to score poses) + the centre channels
-  of the centre proposal (:mod:`.center_proposal`: AdaAnchor's confidence/offsets, or DEKR's heatmap);
+  of the centre criterion (:class:`adaanchor.anchor.AnchorCriterion` over one type: AdaAnchor's
+  confidence and offsets, or DEKR's centre heatmap, chosen by MODEL.ADAANCHOR.ENABLED);
 - disentangled offset head: for every cell, an offset from the cell centre to each keypoint of the person
   the cell stands for.
 
-Training: the centre proposal picks the cells that regress each person (AdaAnchor: the person's top-k
-adaptive anchors; baseline: a square around the centre) and the offsets are trained there with DEKR's
-smooth-L1 and 1/scale weight. Inference: person anchors from the centre proposal, pose = anchor + offsets,
+Training: the centre criterion's positives are the cells that regress each person (AdaAnchor: the
+person's top-k adaptive anchors); the heatmap anchor selects none, and DEKR's square around the centre
+(MODEL.DEKR.OFFSET_RADIUS) stands in and the offsets are trained there with DEKR's
+smooth-L1 and 1/scale weight. Inference: person anchors decoded by the centre criterion, pose = anchor + offsets,
 joint score = anchor score x keypoint heatmap at the joint, pose score = mean joint score, pose NMS, mapped
 back to the original image.
 """
@@ -31,35 +33,20 @@ from detectron2.structures import Boxes, ImageList, Instances  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
 
 import adaanchor.data.datasets  # noqa: E402,F401  (the flip test reads the datasets' keypoint flip maps)
-from adaanchor.anchor import heatmap_loss, heatmap_targets  # noqa: E402
+from adaanchor.anchor import HeatmapAnchor, build_anchor_criterion  # noqa: E402
+from adaanchor.bottom_up import (  # noqa: E402
+    TestTimeAugmentation,
+    downsample_ignore_masks,
+    gather_people,
+    keypoint_boxes,
+    offset_targets,
+    region_owner,
+)
 from adaanchor.layers import HeatmapHead  # noqa: E402
-from adaanchor.modeling.dekr.center_proposal import AdaptiveCenterProposal, HeatmapCenterProposal  # noqa: E402
-from adaanchor.modeling.dekr.inference import DEKRInference  # noqa: E402
+from adaanchor.modeling.dekr.inference import DEKRInference, dekr_flip_test  # noqa: E402
 from adaanchor.modeling.dekr.offset_head import DisentangledOffsetHead  # noqa: E402
-from adaanchor.modeling.dekr.postprocess import keypoint_boxes  # noqa: E402
-from adaanchor.modeling.dekr.targets import downsample_ignore_masks, gather_people, offset_targets  # noqa: E402
 
 SMOOTH_L1_BETA = 1.0 / 9.0  # DEKR's offset loss
-
-
-def build_center_proposal(cfg):
-    """AdaptiveCenterProposal when MODEL.ADAANCHOR.ENABLED, else DEKR's HeatmapCenterProposal."""
-    a, h = cfg.MODEL.ADAANCHOR, cfg.MODEL.HEATMAP_ANCHOR
-    if a.ENABLED:
-        return AdaptiveCenterProposal(
-            topk=a.TOPK, kernel=a.KERNEL, kernel_width=a.KERNEL_WIDTH, fusion=a.FUSION,
-            local_refinement=a.LOCAL_REFINEMENT, local_radius=a.LOCAL_RADIUS, target_margin=a.TARGET_MARGIN,
-            focal_alpha=a.FOCAL_ALPHA, focal_gamma=a.FOCAL_GAMMA, prior_prob=a.PRIOR_PROB,
-            confidence_loss_weight=a.CONFIDENCE_LOSS_WEIGHT, offset_loss_weight=a.OFFSET_LOSS_WEIGHT,
-            local_offset_loss_weight=a.LOCAL_OFFSET_LOSS_WEIGHT, chunk_size=a.ASSIGNMENT_CHUNK_SIZE,
-            confidence_threshold=a.TEST.CONFIDENCE_THRESHOLD, merge_radius=a.TEST.MERGE_RADIUS,
-            max_detections=a.TEST.MAX_DETECTIONS,
-        )  # fmt: skip
-    return HeatmapCenterProposal(
-        sigma=h.SIGMA, background_weight=h.BACKGROUND_WEIGHT, loss_weight=h.LOSS_WEIGHT,
-        offset_radius=cfg.MODEL.DEKR.OFFSET_RADIUS, nms_kernel=h.NMS_KERNEL, threshold=h.TEST_THRESHOLD,
-        max_detections=h.TEST_MAX_DETECTIONS,
-    )  # fmt: skip
 
 
 @META_ARCH_REGISTRY.register()
@@ -79,33 +66,34 @@ class DEKR(nn.Module):
         *,
         backbone: nn.Module,
         in_feature: str,
-        num_keypoints: int,
-        center_proposal,
+        keypoint_heatmaps: HeatmapAnchor,
+        center_criterion,
         heatmap_head: nn.Module,
         offset_head: nn.Module,
-        keypoint_sigma: float,
-        background_weight: float,
-        heatmap_loss_weight: float,
         offset_loss_weight: float,
-        target_margin: float,
+        offset_radius: float,
         min_person_area: float,
         inference: DEKRInference,
         pixel_mean,
         pixel_std,
     ):
+        """
+        Args:
+            keypoint_heatmaps: DEKR's K keypoint heatmaps (Gaussian targets, weighted MSE), both variants.
+            center_criterion: an :class:`~adaanchor.anchor.AnchorCriterion` over one type, the person centre.
+            offset_radius: the heatmap anchor's offset region around each centre, feature-map px (Chebyshev).
+        """
         super().__init__()
         self.backbone = backbone
         self.in_feature = in_feature
         self.stride = backbone.output_shape()[in_feature].stride
-        self.num_keypoints = num_keypoints
-        self.center_proposal = center_proposal
+        self.num_keypoints = keypoint_heatmaps.num_types
+        self.keypoint_heatmaps = keypoint_heatmaps
+        self.center_criterion = center_criterion
         self.heatmap_head = heatmap_head
         self.offset_head = offset_head
-        self.keypoint_sigma = keypoint_sigma
-        self.background_weight = background_weight
-        self.heatmap_loss_weight = heatmap_loss_weight
         self.offset_loss_weight = offset_loss_weight
-        self.target_margin = target_margin
+        self.offset_radius = offset_radius
         self.min_person_area = min_person_area
         self.inference_settings = inference
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -118,45 +106,48 @@ class DEKR(nn.Module):
         shapes = backbone.output_shape()
         if d.IN_FEATURE not in shapes:
             raise ValueError(f"MODEL.DEKR.IN_FEATURE '{d.IN_FEATURE}' is not a backbone output: {sorted(shapes)}")
+        if d.NUM_KEYPOINTS < 1:
+            raise ValueError(f"MODEL.DEKR.NUM_KEYPOINTS must be >= 1, got {d.NUM_KEYPOINTS}")
         channels = shapes[d.IN_FEATURE].channels
-        proposal = build_center_proposal(cfg)
+        keypoint_heatmaps = HeatmapAnchor(
+            num_types=d.NUM_KEYPOINTS, loss_prefix="loss_keypoint", sigma=d.KEYPOINT_SIGMA,
+            background_weight=d.KEYPOINT_BACKGROUND_WEIGHT, loss_weight=d.HEATMAP_LOSS_WEIGHT,
+        )  # fmt: skip
+        center = build_anchor_criterion(cfg, 1, loss_prefix="loss_center", heatmap_sigma_key="MODEL.DEKR.CENTER_SIGMA")
         heatmap_head = HeatmapHead(
-            channels, d.NUM_KEYPOINTS + proposal.num_channels, channels=d.HEATMAP_HEAD_CHANNELS, norm=d.NORM
+            channels,
+            keypoint_heatmaps.num_channels + center.num_channels,
+            channels=d.HEATMAP_HEAD_CHANNELS,
+            norm=d.NORM,
+            bias_init=keypoint_heatmaps.output_bias + center.output_bias,
         )
-        with torch.no_grad():
-            heatmap_head.predictor.bias[d.NUM_KEYPOINTS:] = torch.tensor(proposal.output_bias)
         offset_head = DisentangledOffsetHead(
             channels, d.NUM_KEYPOINTS, channels_per_keypoint=d.OFFSET_CHANNELS_PER_KEYPOINT,
             num_blocks=d.OFFSET_NUM_BLOCKS, block=d.OFFSET_BLOCK, norm=d.NORM,
         )  # fmt: skip
-        flip_indices = None
+        stride = shapes[d.IN_FEATURE].stride
+        flip = None
         if d.TEST.FLIP:
             names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
             if not names:
                 raise ValueError("MODEL.DEKR.TEST.FLIP needs keypoint flip metadata from DATASETS.TEST or TRAIN")
-            flip_indices = create_keypoint_hflip_indices(list(names))
-        stride = shapes[d.IN_FEATURE].stride
+            flip_indices = list(create_keypoint_hflip_indices(list(names)))
+            flip = dekr_flip_test(center, flip_indices, stride - 1 if d.TEST.FLIP_SHIFT < 0 else d.TEST.FLIP_SHIFT)
         inference = DEKRInference(
-            flip_indices=flip_indices,
-            flip_shift=stride - 1 if d.TEST.FLIP_SHIFT < 0 else d.TEST.FLIP_SHIFT,
-            scales=tuple(d.TEST.SCALES),
+            test_time=TestTimeAugmentation(scales=tuple(d.TEST.SCALES), flip=flip),
             nms_distance_ratio=d.TEST.NMS_DISTANCE_RATIO,
             nms_min_joints=d.TEST.NMS_MIN_JOINTS,
-            max_people=cfg.MODEL.ADAANCHOR.TEST.MAX_DETECTIONS if cfg.MODEL.ADAANCHOR.ENABLED
-            else cfg.MODEL.HEATMAP_ANCHOR.TEST_MAX_DETECTIONS,
+            max_people=center.max_detections,
         )
         return {
             "backbone": backbone,
             "in_feature": d.IN_FEATURE,
-            "num_keypoints": d.NUM_KEYPOINTS,
-            "center_proposal": proposal,
+            "keypoint_heatmaps": keypoint_heatmaps,
+            "center_criterion": center,
             "heatmap_head": heatmap_head,
             "offset_head": offset_head,
-            "keypoint_sigma": d.KEYPOINT_SIGMA,
-            "background_weight": cfg.MODEL.HEATMAP_ANCHOR.BACKGROUND_WEIGHT,
-            "heatmap_loss_weight": d.HEATMAP_LOSS_WEIGHT,
             "offset_loss_weight": d.OFFSET_LOSS_WEIGHT,
-            "target_margin": cfg.MODEL.ADAANCHOR.TARGET_MARGIN if cfg.MODEL.ADAANCHOR.ENABLED else 0.0,
+            "offset_radius": d.OFFSET_RADIUS,
             "min_person_area": d.MIN_PERSON_AREA,
             "inference": inference,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
@@ -206,19 +197,25 @@ class DEKR(nn.Module):
             stride=self.stride,
             min_area=self.min_person_area,
         )
-        loss_mask = downsample_ignore_masks([x.get("ignore_mask") for x in batched_inputs], h, w, self.stride, self.device)
+        loss_mask = downsample_ignore_masks(
+            [x.get("ignore_mask") for x in batched_inputs], h, w, self.stride, self.device
+        )
 
         # Keypoint heatmaps (both variants): Gaussians at labelled keypoints inside the map.
-        kp_heatmap, kp_weight = heatmap_targets(
-            people.keypoints.transpose(1, 2), people.inside(h, w).transpose(1, 2), h, w,
-            sigma=self.keypoint_sigma, background_weight=self.background_weight,
-        )  # fmt: skip
-        losses = {"loss_keypoint_heatmap": self.heatmap_loss_weight * heatmap_loss(heatmaps, kp_heatmap, kp_weight * loss_mask[:, None])}
+        keypoints = people.keypoints.transpose(1, 2)  # (B, K, T, 2)
+        losses, _ = self.keypoint_heatmaps.losses(heatmaps, keypoints, people.labelled.transpose(1, 2), loss_mask)
 
-        center_losses, owner = self.center_proposal.losses(maps["center_maps"], people, loss_mask)
+        # Person centres: one type, T people per image.
+        center_losses, assignment = self.center_criterion.losses(
+            maps["center_maps"], people.centers[:, None], people.center_allowed[:, None], loss_mask
+        )
         losses.update(center_losses)
+        if assignment is not None:  # AdaAnchor: a person's positives regress its keypoints
+            owner = assignment.target_index[:, 0]
+        else:  # heatmap anchor: DEKR's square region around each centre
+            owner = region_owner(people, h, w, radius=self.offset_radius)
 
-        target, weight = offset_targets(people, owner, h, w, margin=self.target_margin)
+        target, weight = offset_targets(people, owner, h, w, margin=self.center_criterion.target_margin)
         smooth_l1 = F.smooth_l1_loss(maps["offsets"], target, reduction="none", beta=SMOOTH_L1_BETA)
         num_entries = max(int((weight > 0).sum()), 1)
         losses["loss_offset"] = self.offset_loss_weight * (smooth_l1 * weight).sum() / num_entries

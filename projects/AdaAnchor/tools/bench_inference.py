@@ -11,7 +11,7 @@ Figures (CPU, and CUDA when present), medians over ``--repeats`` after ``--warmu
 2. network forward of HRNet-W32 at 512 with the deformable (adaptive) vs plain-conv regression blocks;
 3. post-processing alone (centre decoding and merge, poses from offsets, scoring, pose NMS, mapping back)
    on maps that hold ``--people`` well-separated people (each with a trained-like cluster of confident
-   anchors), for both centre proposals.
+   anchors), for both centre criteria.
 """
 
 import statistics
@@ -84,7 +84,7 @@ def _people_maps(model, people: int, size: int, generator):
     pose = torch.randn(k, 2, generator=generator) * (w / side / 5)
     offsets = (to_centre[None] + pose[:, :, None, None]).reshape(1, 2 * k, h, w)
     heatmaps = torch.rand(1, k, h, w, generator=generator) * 0.1 + 0.5
-    if model.center_proposal.num_channels == 1:
+    if model.center_criterion.num_channels == 1:
         centre_maps = torch.exp(-(distance**2) / 8)[None, None]
     else:
         confidence = torch.where(distance <= 1.5, 4.0, -8.0)  # logits: ~9 confident anchors per person
@@ -155,7 +155,7 @@ def _figures(device, args, log):
             settings = model.inference_settings
 
             def postprocess(m=model, maps=maps, settings=settings):
-                poses, scores = settings.postprocess(m.center_proposal, [(maps, (1.0, 1.0))], m.stride)
+                poses, scores = settings.postprocess(m.center_criterion, [(maps, (1.0, 1.0))], m.stride)
                 poses[..., :2] *= 2.0  # back to the original image (its size is 2x the input here)
                 return poses, scores
 

@@ -1,10 +1,13 @@
-"""``benchmark.py training``: share of a DEKR-AdaAnchor training step spent in the adaptive assignment and
-the AdaAnchor centre losses, and the step time of both centre proposals, in one run.
+"""``benchmark.py training``: the training step of DEKR with AdaAnchor centres against the heatmap-anchor
+baseline, interleaved, in one run; and the share of the AdaAnchor step spent in the centre criterion.
 
-Real batches come from the config's training loader (the synthetic data is generated on first use). A
-step is forward + backward + optimizer step; the AdaAnchor part is the centre proposal's ``losses`` call
-(assignment + focal / offset / local-offset losses), timed inside the step. ``fraction`` = that part /
-the step, for the AdaAnchor model.
+Real batches come from the config's training loader (the synthetic data is generated on first use); they
+are drawn before any timing, so the loader's worker never competes with a timed step, and both models
+train on the same batches. A step is forward + backward + optimizer step, split into forward (losses
+included), backward and optimizer; the steps of the two models alternate (ABBA order), so drifts of the
+machine (frequency, other load, allocator state) fall on both alike. ``step_ratio`` = median AdaAnchor step
+/ median heatmap step; ``fraction`` = the AdaAnchor centre criterion's ``losses`` call (assignment + focal /
+offset / local-offset losses) / the AdaAnchor step. Also reported: images per second of each model's step.
 """
 
 import statistics
@@ -14,64 +17,96 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[3]
+PHASES = ("forward", "backward", "optimizer")
 
 
 def add_arguments(parser):
     parser.add_argument("--config-file", default=str(REPO / "configs" / "synthetic_dekr_adaanchor.yaml"))
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     parser.add_argument("opts", nargs="*", default=[], help="config overrides: KEY VALUE ...")
 
 
-def _steps(cfg, repeats, warmup):
-    from detectron2.modeling import build_model
-    from detectron2.utils.events import EventStorage
+class _TimedStep:
+    """One model, its optimizer, and per-phase times of its steps (the centre criterion's losses inside)."""
 
-    from adaanchor.engine import AdaAnchorTrainer
+    def __init__(self, cfg):
+        from detectron2.modeling import build_model
 
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    model.train()
-    optimizer = AdaAnchorTrainer.build_optimizer(cfg, model)
-    loader = iter(AdaAnchorTrainer.build_train_loader(cfg))
-    proposal_losses = model.center_proposal.losses
-    inside = []
+        from adaanchor.engine import AdaAnchorTrainer
 
-    def timed_losses(*args, **kwargs):
-        start = time.perf_counter()
-        result = proposal_losses(*args, **kwargs)
-        inside.append(time.perf_counter() - start)
-        return result
+        torch.manual_seed(cfg.SEED)
+        self.model = build_model(cfg)
+        self.model.train()
+        self.optimizer = AdaAnchorTrainer.build_optimizer(cfg, self.model)
+        self.times = {phase: [] for phase in PHASES + ("step", "center")}
+        criterion_losses = self.model.center_criterion.losses
+        self._inside = []
 
-    model.center_proposal.losses = timed_losses
-    steps = []
-    with EventStorage():
-        for i in range(warmup + repeats):
-            batch = next(loader)
-            inside.clear()
+        def timed_losses(*args, **kwargs):
             start = time.perf_counter()
-            losses = model(batch)
-            sum(losses.values()).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            if i >= warmup:
-                steps.append((time.perf_counter() - start, inside[0]))
-    return statistics.median(s for s, _ in steps), statistics.median(p for _, p in steps)
+            result = criterion_losses(*args, **kwargs)
+            self._inside.append(time.perf_counter() - start)
+            return result
+
+        self.model.center_criterion.losses = timed_losses
+
+    def step(self, batch, record: bool) -> None:
+        self._inside.clear()
+        t0 = time.perf_counter()
+        losses = self.model(batch)
+        t1 = time.perf_counter()
+        sum(losses.values()).backward()
+        t2 = time.perf_counter()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        t3 = time.perf_counter()
+        if record:
+            for phase, seconds in zip(
+                PHASES + ("step", "center"), (t1 - t0, t2 - t1, t3 - t2, t3 - t0, self._inside[0])
+            ):
+                self.times[phase].append(seconds)
+
+    def medians(self) -> dict:
+        return {phase: statistics.median(values) for phase, values in self.times.items()}
 
 
 def run(args):
     from adaanchor.engine import build_cfg
 
+    from detectron2.utils.events import EventStorage
+
+    from adaanchor.engine import AdaAnchorTrainer
+
     figures = {"config": Path(args.config_file).name, "threads": torch.get_num_threads()}
-    for name, enabled in (("adaanchor", True), ("heatmap", False)):
-        cfg = build_cfg(args.config_file, [*args.opts, "MODEL.ADAANCHOR.ENABLED", enabled])
-        step, centre = _steps(cfg, args.repeats, args.warmup)
-        figures[f"{name}_step_s"] = step
-        figures[f"{name}_center_losses_s"] = centre
+    cfgs = {name: build_cfg(args.config_file, [*args.opts, "MODEL.ADAANCHOR.ENABLED", on]) for name, on in
+            (("adaanchor", True), ("heatmap", False))}  # fmt: skip
+    loader = iter(AdaAnchorTrainer.build_train_loader(cfgs["adaanchor"]))
+    start = time.perf_counter()
+    batches = [next(loader) for _ in range(args.warmup + args.repeats)]
+    figures["data_s_per_batch"] = (time.perf_counter() - start) / len(batches)
+    del loader  # its worker stops: nothing runs beside the timed steps
+    models = {name: _TimedStep(cfg) for name, cfg in cfgs.items()}
+    with EventStorage():
+        for i, batch in enumerate(batches):
+            order = list(models) if i % 2 == 0 else list(reversed(models))  # ABBA
+            for name in order:
+                models[name].step(batch, record=i >= args.warmup)
+    images = cfgs["adaanchor"].SOLVER.IMS_PER_BATCH
+    for name, timed in models.items():
+        med = timed.medians()
+        figures[f"{name}_step_s"] = med["step"]
+        figures[f"{name}_center_losses_s"] = med["center"]
+        figures[f"{name}_images_per_s"] = images / med["step"]
+        for phase in PHASES:
+            figures[f"{name}_{phase}_s"] = med[phase]
         print(
-            f"{name}: step {step * 1e3:.0f} ms (batch {cfg.SOLVER.IMS_PER_BATCH}, "
-            f"{cfg.INPUT.BOTTOM_UP.SIZE} px), centre proposal losses {centre * 1e3:.1f} ms"
+            f"{name}: step {med['step'] * 1e3:.0f} ms = forward {med['forward'] * 1e3:.0f} + backward "
+            f"{med['backward'] * 1e3:.0f} + optimizer {med['optimizer'] * 1e3:.0f} (batch {images}, "
+            f"{cfgs[name].INPUT.BOTTOM_UP.SIZE} px, {images / med['step']:.1f} img/s), centre criterion losses "
+            f"{med['center'] * 1e3:.1f} ms"
         )
+    print(f"data loading (one worker, before timing): {figures['data_s_per_batch'] * 1e3:.0f} ms per batch")
     figures["fraction"] = figures["adaanchor_center_losses_s"] / figures["adaanchor_step_s"]
     figures["step_ratio"] = figures["adaanchor_step_s"] / figures["heatmap_step_s"]
     print(

@@ -1,5 +1,6 @@
 """Decoding: single target, multiple targets (merge on predicted positions before the top-m cut), NMS."""
 
+import pytest
 import torch
 
 from adaanchor.anchor import (
@@ -117,3 +118,28 @@ def test_distance_nms_chain():
 def test_nothing_above_threshold():
     result = decode_multiple_targets(torch.zeros(3, 5, 5), candidate_grid(5, 5).expand(3, 5, 5, 2), threshold=0.5)
     assert not result.valid.any() and result.positions.shape == (3, 30, 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bounded_merge_gives_the_result_of_merging_every_candidate(seed):
+    """Trained-like and untrained-like maps: merging only the most confident m x c candidates first (and more
+    only while fewer than m survive) returns exactly what merging all of them does, for any c."""
+    g = torch.Generator().manual_seed(seed)
+    k, h, w = 3, 24, 20
+    confidence = torch.rand(k, h, w, generator=g)
+    confidence[0] = 0.011 + 1e-4 * torch.rand(h, w, generator=g)  # untrained: every cell above gamma
+    coarse = torch.randn(1, k, 2, h, w, generator=g)
+    coarse[:, 1] *= 0.1  # anchors predicting near themselves: long merge chains
+    local = 0.3 * torch.randn(1, k, 2, h, w, generator=g)
+    estimates = CandidateEstimates(coarse, local)
+    reference = decode_multiple_targets(
+        confidence[None], estimates, threshold=0.01, merge_radius=2.0, max_detections=7,
+        candidates_per_detection=h * w,
+    )  # fmt: skip
+    for per_detection in (1, 2, 20):
+        bounded = decode_multiple_targets(
+            confidence[None], estimates, threshold=0.01, merge_radius=2.0, max_detections=7,
+            candidates_per_detection=per_detection,
+        )  # fmt: skip
+        for field in ("positions", "scores", "anchor_index", "valid"):
+            assert torch.equal(getattr(bounded, field), getattr(reference, field)), (per_detection, field)

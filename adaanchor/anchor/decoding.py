@@ -72,16 +72,25 @@ def decode_multiple_targets(
     threshold: float = 0.01,
     merge_radius: float = 2.0,
     max_detections: int = 30,
+    candidates_per_detection: int = 20,
 ) -> Detections:
     """Candidates with confidence >= ``threshold``, merged by predicted position, then the top ``max_detections``.
+
+    Bounded work: the greedy merge keeps or drops a candidate by the candidates before it alone, so the first m
+    survivors of a map are decided by its most confident candidates. Each map is first merged over its m x
+    ``candidates_per_detection`` most confident candidates (one target owns about k of them, k = top-k of
+    training), and over 4 times more, repeatedly, only while fewer than m survive. The result equals merging
+    all of them; an untrained map with every cell above gamma costs m x 20 candidates, not H x W.
 
     Args:
         confidence: (..., H, W) float in [0, 1], e.g. (B, K, H, W) or (K, H, W).
         estimates: (..., H, W, 2) float feature-map px, or :class:`CandidateEstimates` for the same maps
-            (then only the candidates above the threshold are evaluated).
+            (then only the candidates that reach the merge are evaluated).
         threshold: gamma (MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD).
         merge_radius: feature-map px (MODEL.ADAANCHOR.TEST.MERGE_RADIUS); <= 0 merges nothing.
         max_detections: m (MODEL.ADAANCHOR.TEST.MAX_DETECTIONS).
+        candidates_per_detection: candidates merged first per detection slot (see above); any value >= 1
+            gives the same result.
 
     Returns:
         :class:`Detections` with D = max_detections. Candidates with non-finite estimates are dropped.
@@ -89,19 +98,38 @@ def decode_multiple_targets(
     """
     if max_detections < 1:
         raise ValueError(f"MODEL.ADAANCHOR.TEST.MAX_DETECTIONS must be >= 1, got {max_detections}")
+    if candidates_per_detection < 1:
+        raise ValueError(f"candidates_per_detection must be >= 1, got {candidates_per_detection}")
     flat, lead, height, width = _flatten_maps(confidence)
     num_maps = flat.shape[0]
     source = estimate_source(estimates, num_maps, height, width)
     with torch.no_grad():
         map_index, candidate = (flat >= threshold).nonzero().unbind(1)
-        x, y = source.at(map_index, candidate)
-        finite = torch.isfinite(x) & torch.isfinite(y)
-        map_index, candidate, x, y = map_index[finite], candidate[finite], x[finite], y[finite]
         score = flat[map_index, candidate]
         # Priority order within each map: confidence descending, then flat index ascending.
         order = first_k_per_group(map_index, descending_key(score, candidate), height * width)
-        map_index, candidate, x, y, score = (v[order] for v in (map_index, candidate, x, y, score))
-        keep = distance_nms(x, y, map_index, merge_radius)
+        map_index, candidate, score = map_index[order], candidate[order], score[order]
+        rank = rank_within_sorted_groups(map_index)
+        available = torch.bincount(map_index, minlength=num_maps)
+        x, y = flat.new_zeros(map_index.shape), flat.new_zeros(map_index.shape)
+        evaluated = torch.zeros_like(map_index, dtype=torch.bool)
+        keep = torch.zeros_like(map_index, dtype=torch.bool)
+        active = torch.ones(num_maps, dtype=torch.bool, device=flat.device)
+        limit = max_detections * candidates_per_detection
+        while True:
+            chosen = ((rank < limit) & active[map_index]).nonzero().squeeze(1)
+            new = chosen[~evaluated[chosen]]
+            new_x, new_y = source.at(map_index[new], candidate[new])
+            x[new], y[new], evaluated[new] = new_x.to(x.dtype), new_y.to(y.dtype), True
+            chosen = chosen[torch.isfinite(x[chosen]) & torch.isfinite(y[chosen])]
+            kept = chosen[distance_nms(x[chosen], y[chosen], map_index[chosen], merge_radius)]
+            kept_count = torch.bincount(map_index[kept], minlength=num_maps)
+            done = active & ((kept_count >= max_detections) | (available <= limit))
+            keep[kept[done[map_index[kept]]]] = True
+            active &= ~done
+            if not bool(active.any()):
+                break
+            limit *= 4
         map_index, candidate, x, y, score = (v[keep] for v in (map_index, candidate, x, y, score))
         slot = rank_within_sorted_groups(map_index)
         cut = slot < max_detections

@@ -1,9 +1,12 @@
 """Framework-free helpers of the bottom-up and single-stage hosts (torch only; DEKR, Associative Embedding):
-the people of a batch, which cells regress whom, pose assembly / scoring / NMS, and the test-time loop."""
+the people of a batch, which cells regress whom, pose assembly / scoring / NMS, the test-time loop, and
+Associative Embedding's tag loss and grouping."""
 
+from .grouping import group_by_tags, joint_order_from_skeleton
 from .ownership import offset_targets, region_owner
 from .people import MIN_OFFSET_SCALE, PeopleBatch, downsample_ignore_masks, gather_people
 from .poses import keypoint_boxes, pose_diagonals, pose_nms, poses_from_anchors, sample_keypoint_maps
+from .tags import associative_embedding_loss
 from .test_time import FlipTest, TestTimeAugmentation, rescale_and_pad, shift_flipped_image
 
 __all__ = [
@@ -11,8 +14,11 @@ __all__ = [
     "MIN_OFFSET_SCALE",
     "PeopleBatch",
     "TestTimeAugmentation",
+    "associative_embedding_loss",
     "downsample_ignore_masks",
     "gather_people",
+    "group_by_tags",
+    "joint_order_from_skeleton",
     "keypoint_boxes",
     "offset_targets",
     "pose_diagonals",

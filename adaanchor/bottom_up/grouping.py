@@ -1,0 +1,129 @@
+"""Associative Embedding grouping (Newell et al., NeurIPS'17, as in HigherHRNet): keypoint candidates of every
+type are grouped into people by their tags, joint type by joint type, with Hungarian matching (framework-free:
+numpy and scipy).
+
+Joint order: derived from the dataset's skeleton (never a hard-coded COCO order), so that every joint after
+the first is linked to one matched before it: a breadth-first walk from the skeleton's centre (the joint whose
+farthest joint is nearest; ties to the higher degree, then the lower index), neighbours in index order; joints
+of other components follow, each component walked from its own centre.
+
+Matching, per joint type in that order: each candidate above the detection threshold is compared with the
+people grouped so far by the distance between its tag and the person's mean tag; the cost is AE's
+detection-value cost, ``round(distance) * 100 - score``, so that among tags equally close (to the unit) the
+higher-scoring candidate wins; a pair is accepted when its tag distance is below ``tag_threshold`` (AE: 1);
+every other candidate starts a new person. Person score = mean keypoint score over all K types (a missing
+joint counts 0), as HigherHRNet scores people.
+"""
+
+from collections import deque
+from typing import List, Sequence, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["group_by_tags", "joint_order_from_skeleton"]
+
+
+def joint_order_from_skeleton(num_keypoints: int, skeleton: Sequence[Tuple[int, int]]) -> List[int]:
+    """The order in which AE grouping visits the joint types (see the module docstring).
+
+    Args:
+        num_keypoints: K.
+        skeleton: links as pairs of 0-based keypoint indices.
+    Returns:
+        a permutation of range(K).
+    """
+    neighbours = [set() for _ in range(num_keypoints)]
+    for a, b in skeleton:
+        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints):
+            raise ValueError(f"skeleton link ({a}, {b}) is out of range for {num_keypoints} keypoints")
+        if a != b:
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+    order: List[int] = []
+    seen = set()
+    for start in range(num_keypoints):
+        if start in seen:
+            continue
+        component = _walk(start, neighbours)
+        eccentricity = {j: max(_walk_depths(j, neighbours).values()) for j in component}
+        centre = min(component, key=lambda j: (eccentricity[j], -len(neighbours[j]), j))
+        walk = _walk(centre, neighbours)
+        order += walk
+        seen.update(walk)
+    return order
+
+
+def _walk(start: int, neighbours) -> List[int]:
+    return list(_walk_depths(start, neighbours))
+
+
+def _walk_depths(start: int, neighbours) -> dict:
+    """Breadth-first walk: joint -> depth, in visiting order (neighbours in index order)."""
+    depth = {start: 0}
+    queue = deque([start])
+    while queue:
+        joint = queue.popleft()
+        for other in sorted(neighbours[joint]):
+            if other not in depth:
+                depth[other] = depth[joint] + 1
+                queue.append(other)
+    return depth
+
+
+def group_by_tags(
+    positions: np.ndarray,
+    scores: np.ndarray,
+    tags: np.ndarray,
+    joint_order: Sequence[int],
+    *,
+    detection_threshold: float = 0.1,
+    tag_threshold: float = 1.0,
+    max_people: int = 30,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Group the keypoint candidates of one image into people.
+
+    Args:
+        positions: (K, D, 2) float, candidate positions (any unit; returned as they are).
+        scores: (K, D) float, candidate scores (confidence or heatmap value); candidates below
+            ``detection_threshold`` (padding included, score 0) take no part.
+        tags: (K, D, L) float, candidate tags (L = 1, or 2 with the flip test's concatenated tags).
+        joint_order: the K joint types in matching order (:func:`joint_order_from_skeleton`).
+        detection_threshold: minimum candidate score.
+        tag_threshold: maximum tag distance for a candidate to join a person (AE: 1).
+        max_people: at most this many people, best score first.
+    Returns:
+        poses (N, K, 3): x, y, score (0, 0, 0 for a missing joint); scores (N,), the mean joint scores.
+    """
+    num_types = positions.shape[0]
+    if sorted(joint_order) != list(range(num_types)):
+        raise ValueError(f"joint_order must be a permutation of range({num_types}), got {list(joint_order)}")
+    joints: List[np.ndarray] = []  # per person: (K, 3)
+    person_tags: List[List[np.ndarray]] = []  # per person: the tags of its joints
+    for k in joint_order:
+        chosen = np.flatnonzero(scores[k] > detection_threshold)
+        if chosen.size == 0:
+            continue
+        found = np.concatenate([positions[k, chosen], scores[k, chosen, None]], axis=1)  # (n, 3)
+        found_tags = tags[k, chosen]  # (n, L)
+        assigned = np.full(chosen.size, -1)
+        if joints:
+            means = np.stack([np.mean(t, axis=0) for t in person_tags])  # (P, L)
+            distance = np.linalg.norm(found_tags[:, None, :] - means[None, :, :], axis=2)  # (n, P)
+            cost = np.round(distance) * 100 - found[:, 2:3]
+            rows, cols = linear_sum_assignment(cost)
+            accept = distance[rows, cols] < tag_threshold
+            assigned[rows[accept]] = cols[accept]
+        for i in range(chosen.size):
+            if assigned[i] < 0:
+                joints.append(np.zeros((num_types, 3)))
+                person_tags.append([])
+                assigned[i] = len(joints) - 1
+            joints[assigned[i]][k] = found[i]
+            person_tags[assigned[i]].append(found_tags[i])
+    if not joints:
+        return np.zeros((0, num_types, 3)), np.zeros((0,))
+    poses = np.stack(joints)
+    person_scores = poses[:, :, 2].mean(axis=1)
+    order = np.argsort(-person_scores, kind="stable")[:max_people]
+    return poses[order], person_scores[order]

@@ -2,7 +2,7 @@
 
 Composable like Detectron2's projects: ``add_anchor_config`` (the criterion shared by every host:
 MODEL.ADAANCHOR and MODEL.HEATMAP_ANCHOR), ``add_bottom_up_input_config``, ``add_dekr_config``,
-``add_hrnet_config``, ``add_synthetic_data_config`` and ``add_solver_config``; ``add_adaanchor_config`` adds
+``add_roi_keypoint_head_config``, ``add_hrnet_config``, ``add_synthetic_data_config`` and ``add_solver_config``; ``add_adaanchor_config`` adds
 them all. Each key has one owner: a host's own quantities (DEKR's centre sigma, its offset region, its
 keypoint heatmaps) live under the host's node, never under the criterion's.
 
@@ -23,6 +23,7 @@ def add_adaanchor_config(cfg: CN) -> CN:
     add_synthetic_data_config(cfg)
     add_bottom_up_input_config(cfg)
     add_dekr_config(cfg)
+    add_roi_keypoint_head_config(cfg)
     add_solver_config(cfg)
     add_hrnet_config(cfg)
     return cfg
@@ -131,6 +132,14 @@ def add_dekr_config(cfg: CN) -> None:
     cfg.MODEL.DEKR.TEST.FLIP_SHIFT = -1
     # Multi-scale test: input scale factors relative to the test size; poses of all scales meet in pose NMS.
     cfg.MODEL.DEKR.TEST.SCALES = (1.0,)
+
+
+def add_roi_keypoint_head_config(cfg: CN) -> None:
+    """MODEL.ROI_KEYPOINT_HEAD (Detectron2's node): what AdaAnchor's ROI keypoint head adds
+    (MODEL.ROI_KEYPOINT_HEAD.NAME "build_anchor_keypoint_head"; the anchor criterion is MODEL.ADAANCHOR)."""
+    # Bilinear upsampling of the anchor maps after the stride-2 deconvolution (Detectron2's heatmaps: x2, to 56 x 56;
+    # AdaAnchor's offsets make it unnecessary: 1 keeps the 28 x 28 maps of a 14 x 14 pool).
+    cfg.MODEL.ROI_KEYPOINT_HEAD.UPSAMPLE_FACTOR = 1
 
 
 def add_bottom_up_input_config(cfg: CN) -> None:

@@ -286,7 +286,9 @@ class HeatmapAnchor(AnchorCriterion):
         return flip_maps_back(maps, flip_indices)
 
 
-def build_anchor_criterion(cfg, num_types: int, *, loss_prefix: str, heatmap_sigma_key: str) -> AnchorCriterion:
+def build_anchor_criterion(
+    cfg, num_types: int, *, loss_prefix: str, heatmap_sigma_key: Optional[str]
+) -> AnchorCriterion:
     """The criterion a config asks for: :class:`AdaAnchor` when ``MODEL.ADAANCHOR.ENABLED``, else
     :class:`HeatmapAnchor`. Every key is read here and checked, and a bad value raises ValueError naming it.
 
@@ -296,7 +298,8 @@ def build_anchor_criterion(cfg, num_types: int, *, loss_prefix: str, heatmap_sig
         loss_prefix: the host's loss-name prefix, e.g. ``"loss_center"`` or ``"loss_keypoint"``.
         heatmap_sigma_key: the host's key holding the heatmap anchor's Gaussian sigma (feature-map px), e.g.
             ``"MODEL.DEKR.CENTER_SIGMA"``: a centre and a keypoint sigma are different quantities, so each
-            host owns its own.
+            host owns its own. None: the host has a baseline of its own (the ROI head: Detectron2's heatmap
+            head), and asking for the heatmap anchor is an error.
     """
     if num_types < 1:
         raise ValueError(f"an anchor criterion needs at least one type, got {num_types}")
@@ -330,6 +333,8 @@ def build_anchor_criterion(cfg, num_types: int, *, loss_prefix: str, heatmap_sig
             local_offset_loss_weight=a.LOCAL_OFFSET_LOSS_WEIGHT, chunk_size=a.ASSIGNMENT_CHUNK_SIZE,
             confidence_threshold=t.CONFIDENCE_THRESHOLD, merge_radius=t.MERGE_RADIUS, detections=t.MAX_DETECTIONS,
         )  # fmt: skip
+    if heatmap_sigma_key is None:
+        raise ValueError(f"this host ({loss_prefix}) has no heatmap-anchor criterion: its baseline is its own head")
     sigma = _read_key(cfg, heatmap_sigma_key)
     _require(sigma > 0, heatmap_sigma_key, sigma, "must be > 0")
     _require(h.BACKGROUND_WEIGHT >= 0, "MODEL.HEATMAP_ANCHOR.BACKGROUND_WEIGHT", h.BACKGROUND_WEIGHT, "must be >= 0")

@@ -1,7 +1,7 @@
 """``add_adaanchor_config(cfg)``: every config key AdaAnchor adds to Detectron2's, with its default.
 
 Composable like Detectron2's projects: ``add_anchor_config`` (the criterion shared by every host:
-MODEL.ADAANCHOR and MODEL.HEATMAP_ANCHOR), ``add_bottom_up_input_config``, ``add_dekr_config``,
+MODEL.ADAANCHOR and MODEL.HEATMAP_ANCHOR), ``add_bottom_up_input_config``, ``add_dekr_config``, ``add_ae_config``,
 ``add_roi_keypoint_head_config``, ``add_hrnet_config``, ``add_synthetic_data_config`` and ``add_solver_config``; ``add_adaanchor_config`` adds
 them all. Each key has one owner: a host's own quantities (DEKR's centre sigma, its offset region, its
 keypoint heatmaps) live under the host's node, never under the criterion's.
@@ -23,6 +23,7 @@ def add_adaanchor_config(cfg: CN) -> CN:
     add_synthetic_data_config(cfg)
     add_bottom_up_input_config(cfg)
     add_dekr_config(cfg)
+    add_ae_config(cfg)
     add_roi_keypoint_head_config(cfg)
     add_solver_config(cfg)
     add_hrnet_config(cfg)
@@ -132,6 +133,30 @@ def add_dekr_config(cfg: CN) -> None:
     cfg.MODEL.DEKR.TEST.FLIP_SHIFT = -1
     # Multi-scale test: input scale factors relative to the test size; poses of all scales meet in pose NMS.
     cfg.MODEL.DEKR.TEST.SCALES = (1.0,)
+
+
+def add_ae_config(cfg: CN) -> None:
+    """MODEL.AE: bottom-up Associative Embedding (Newell et al.; HigherHRNet's set-up) with AdaAnchor keypoints."""
+    cfg.MODEL.AE = CN()
+    # Backbone output the head reads: HRNet's stride-4 branch, as HigherHRNet (without its deconvolution).
+    cfg.MODEL.AE.IN_FEATURE = "hr2"
+    cfg.MODEL.AE.NUM_KEYPOINTS = 14
+    cfg.MODEL.AE.HEAD_CHANNELS = 32
+    cfg.MODEL.AE.NORM = "BN"
+    # Heatmap-anchor baseline: the keypoint Gaussian sigma, feature-map px (HigherHRNet: 2).
+    cfg.MODEL.AE.KEYPOINT_SIGMA = 2.0
+    # Where tags are trained and read: "keypoint" (AE: at the ground-truth keypoint; read at the predicted one).
+    cfg.MODEL.AE.TAG_POSITION = "keypoint"
+    # Pull / push loss weights (HigherHRNet: 0.001 each).
+    cfg.MODEL.AE.PULL_LOSS_WEIGHT = 0.001
+    cfg.MODEL.AE.PUSH_LOSS_WEIGHT = 0.001
+    cfg.MODEL.AE.TEST = CN()
+    # Grouping: candidates scoring below DETECTION_THRESHOLD take no part; a candidate joins a person when its
+    # tag is closer than TAG_THRESHOLD to the person's mean tag (AE: 0.1 and 1).
+    cfg.MODEL.AE.TEST.DETECTION_THRESHOLD = 0.1
+    cfg.MODEL.AE.TEST.TAG_THRESHOLD = 1.0
+    cfg.MODEL.AE.TEST.FLIP = False
+    cfg.MODEL.AE.TEST.SCALES = (1.0,)
 
 
 def add_roi_keypoint_head_config(cfg: CN) -> None:

@@ -1,0 +1,239 @@
+"""Bottom-up Associative Embedding (Newell et al., NeurIPS'17; HigherHRNet's set-up, paper appendix A.3) with
+AdaAnchor keypoints, as a Detectron2 meta-architecture.
+
+One stride-4 backbone map feeds one head predicting, per keypoint type, the anchor criterion's maps (the
+shared :class:`~adaanchor.anchor.AnchorCriterion` over K types, one target per person per type: AdaAnchor's
+confidence and offsets, or a Gaussian heatmap, by MODEL.ADAANCHOR.ENABLED) and one 1-D tag map. Tags train
+with AE's pull / push loss (HigherHRNet's weights, MODEL.AE.PULL_LOSS_WEIGHT / PUSH_LOSS_WEIGHT); where a tag
+is read is MODEL.AE.TAG_POSITION: "keypoint" (as AE: tags trained at the ground-truth keypoint, read at the
+predicted position). Inference: per type, the criterion's detections (gamma, merge, top 30; heatmap:
+max-pool peaks, top 30, quarter-pixel shift), tags read there, grouped by
+:func:`adaanchor.bottom_up.group_by_tags` in the joint order derived from the dataset's skeleton; person
+score = mean keypoint score. Flip test: maps averaged, tags of the mirrored run concatenated (HigherHRNet).
+
+Units: feature-map px inside; ``pred_keypoints`` in original-image px (Detectron2's continuous convention).
+"""
+
+from typing import Dict, List, Tuple
+
+import torch
+from torch import nn
+
+from adaanchor.utils.dependencies import require_detectron2
+
+require_detectron2("adaanchor.modeling.associative_embedding")
+
+from detectron2.config import configurable  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.data.detection_utils import create_keypoint_hflip_indices  # noqa: E402
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone  # noqa: E402
+from detectron2.structures import Boxes, ImageList, Instances  # noqa: E402
+
+from adaanchor.anchor import build_anchor_criterion, flip_maps_back  # noqa: E402
+from adaanchor.bottom_up import (  # noqa: E402
+    FlipTest,
+    TestTimeAugmentation,
+    associative_embedding_loss,
+    downsample_ignore_masks,
+    gather_people,
+    group_by_tags,
+    joint_order_from_skeleton,
+    keypoint_boxes,
+)
+from adaanchor.layers import HeatmapHead  # noqa: E402
+
+TAG_POSITIONS = ("keypoint",)
+
+
+def skeleton_of(metadata):
+    """(K, [(a, b), ...]) keypoint count and 0-based skeleton links from Detectron2 keypoint metadata."""
+    names = list(metadata.keypoint_names)
+    links = [(names.index(a), names.index(b)) for a, b, *_ in getattr(metadata, "keypoint_connection_rules", [])]
+    return len(names), links
+
+
+def tags_at_cells(tag_maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Tags read at the cells holding points: tag map k at point k.
+
+    Args:
+        tag_maps: (B, K, H, W).
+        points: (B, N, K, 2) x, y feature px (clamped to the map).
+    Returns:
+        (B, N, K) the tag of each point's cell.
+    """
+    b, k, h, w = tag_maps.shape
+    col = points[..., 0].floor().long().clamp(0, w - 1)
+    row = points[..., 1].floor().long().clamp(0, h - 1)
+    cells = (row * w + col).permute(0, 2, 1)  # (B, K, N)
+    return torch.gather(tag_maps.reshape(b, k, h * w), 2, cells).permute(0, 2, 1)
+
+
+@META_ARCH_REGISTRY.register()
+class AssociativeEmbedding(nn.Module):
+    """Bottom-up pose estimation by keypoint anchors + associative embedding (see the module docstring).
+
+    Inputs and outputs follow :class:`~adaanchor.modeling.dekr.meta_arch.DEKR` (the bottom-up mapper's dicts;
+    ``[{"instances": Instances}]`` with ``pred_keypoints``, ``scores``, ``pred_boxes``, ``pred_classes``).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        in_feature: str,
+        criterion,
+        head: nn.Module,
+        pull_loss_weight: float,
+        push_loss_weight: float,
+        joint_order: List[int],
+        test_time: TestTimeAugmentation,
+        tag_threshold: float,
+        detection_threshold: float,
+        max_people: int,
+        pixel_mean,
+        pixel_std,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.in_feature = in_feature
+        self.stride = backbone.output_shape()[in_feature].stride
+        self.criterion = criterion
+        self.num_keypoints = criterion.num_types
+        self.head = head
+        self.pull_loss_weight, self.push_loss_weight = pull_loss_weight, push_loss_weight
+        self.joint_order = joint_order
+        self.test_time = test_time
+        self.tag_threshold, self.detection_threshold, self.max_people = tag_threshold, detection_threshold, max_people
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        a = cfg.MODEL.AE
+        shapes = backbone.output_shape()
+        if a.IN_FEATURE not in shapes:
+            raise ValueError(f"MODEL.AE.IN_FEATURE '{a.IN_FEATURE}' is not a backbone output: {sorted(shapes)}")
+        if a.TAG_POSITION not in TAG_POSITIONS:
+            raise ValueError(f"MODEL.AE.TAG_POSITION must be one of {TAG_POSITIONS}, got {a.TAG_POSITION!r}")
+        k = a.NUM_KEYPOINTS
+        criterion = build_anchor_criterion(
+            cfg, k, loss_prefix="loss_keypoint", heatmap_sigma_key="MODEL.AE.KEYPOINT_SIGMA"
+        )
+        channels = shapes[a.IN_FEATURE].channels
+        head = HeatmapHead(
+            channels, criterion.num_channels + k, channels=a.HEAD_CHANNELS, norm=a.NORM,
+            bias_init=criterion.output_bias + (0.0,) * k,
+        )  # fmt: skip
+        names = list(cfg.DATASETS.TEST or cfg.DATASETS.TRAIN)
+        if not names:
+            raise ValueError("AssociativeEmbedding needs keypoint metadata from DATASETS.TEST or TRAIN")
+        num_keypoints, skeleton = skeleton_of(MetadataCatalog.get(names[0]))
+        if num_keypoints != k:
+            raise ValueError(f"MODEL.AE.NUM_KEYPOINTS is {k} but dataset '{names[0]}' has {num_keypoints} keypoints")
+        if tuple(a.TEST.SCALES) != (1.0,):
+            raise ValueError(f"MODEL.AE.TEST.SCALES: only (1.0,) is supported for now, got {tuple(a.TEST.SCALES)}")
+        flip = None
+        if a.TEST.FLIP:
+            flip_indices = list(create_keypoint_hflip_indices(names))
+            stride = shapes[a.IN_FEATURE].stride
+            flip = FlipTest(
+                back={
+                    "anchors": lambda maps: criterion.flip_back(maps, flip_indices),
+                    "tags": lambda maps: flip_maps_back(maps, flip_indices),
+                },
+                concatenate=("tags",),
+                shift=stride - 1,
+            )
+        return {
+            "backbone": backbone,
+            "in_feature": a.IN_FEATURE,
+            "criterion": criterion,
+            "head": head,
+            "pull_loss_weight": a.PULL_LOSS_WEIGHT,
+            "push_loss_weight": a.PUSH_LOSS_WEIGHT,
+            "joint_order": joint_order_from_skeleton(k, skeleton),
+            "test_time": TestTimeAugmentation(scales=(1.0,), flip=flip),
+            "tag_threshold": a.TEST.TAG_THRESHOLD,
+            "detection_threshold": a.TEST.DETECTION_THRESHOLD,
+            "max_people": criterion.max_detections,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def predict_maps(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """(B, 3, H, W) normalised input -> ``anchors`` (B, C, h, w) criterion maps and ``tags`` (B, K, h, w)."""
+        out = self.head(self.backbone(images)[self.in_feature])
+        return {"anchors": out[:, : self.criterion.num_channels], "tags": out[:, self.criterion.num_channels :]}
+
+    def preprocess_image(self, batched_inputs: List[dict]) -> ImageList:
+        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        return ImageList.from_tensors(
+            images,
+            self.backbone.size_divisibility,
+            padding_constraints=getattr(self.backbone, "padding_constraints", None),
+        )
+
+    def forward(self, batched_inputs: List[dict]):
+        images = self.preprocess_image(batched_inputs)
+        if not self.training:
+            return self.inference(batched_inputs, images)
+        return self.losses(batched_inputs, self.predict_maps(images.tensor))
+
+    def losses(self, batched_inputs: List[dict], maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        _, _, h, w = maps["tags"].shape
+        instances = [x["instances"].to(self.device) for x in batched_inputs]
+        people = gather_people(
+            [i.gt_keypoints.tensor for i in instances], [i.gt_areas for i in instances], stride=self.stride
+        )
+        loss_mask = downsample_ignore_masks(
+            [x.get("ignore_mask") for x in batched_inputs], h, w, self.stride, self.device
+        )
+        keypoints = people.keypoints.transpose(1, 2)  # (B, K, T, 2)
+        losses, _ = self.criterion.losses(maps["anchors"], keypoints, people.labelled.transpose(1, 2), loss_mask)
+        tags = tags_at_cells(maps["tags"], people.keypoints)  # (B, T, K) at the ground-truth keypoints
+        pull, push = associative_embedding_loss(tags, people.inside(h, w))
+        losses["loss_tag_pull"] = pull * self.pull_loss_weight
+        losses["loss_tag_push"] = push * self.push_loss_weight
+        return losses
+
+    def poses(self, image: torch.Tensor, input_size) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Poses of one image: (N, K, 3) x, y input px and joint score; (N,) person scores, best first."""
+        ((maps, ratio),) = self.test_time.maps(
+            self.predict_maps, image, input_size, stride=self.stride, size_divisibility=self.backbone.size_divisibility
+        )
+        detections = self.criterion.decode(maps["anchors"])  # leading dims (1, K), D slots
+        positions = detections.positions[0]  # (K, D, 2) feature px
+        runs = maps["tags"].shape[1] // self.num_keypoints  # 2 with the flip test (concatenated tags)
+        tags = torch.stack(
+            [tags_at_cells(maps["tags"][:, r * self.num_keypoints : (r + 1) * self.num_keypoints],
+                           positions.transpose(0, 1)[None])[0].T for r in range(runs)], dim=-1,
+        )  # (K, D, runs), read at the predicted positions  # fmt: skip
+        scores = torch.where(detections.valid[0], detections.scores[0], torch.zeros_like(detections.scores[0]))
+        poses, person_scores = group_by_tags(
+            positions.cpu().numpy(), scores.cpu().numpy(), tags.cpu().numpy(), self.joint_order,
+            detection_threshold=self.detection_threshold, tag_threshold=self.tag_threshold, max_people=self.max_people,
+        )  # fmt: skip
+        poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
+        poses[..., :2] *= self.stride / poses.new_tensor(ratio)
+        return poses, torch.as_tensor(person_scores, dtype=torch.float32, device=self.device)
+
+    def inference(self, batched_inputs: List[dict], images: ImageList) -> List[Dict[str, Instances]]:
+        results = []
+        for i, x in enumerate(batched_inputs):
+            input_h, input_w = images.image_sizes[i]
+            out_h, out_w = x.get("height", input_h), x.get("width", input_w)
+            poses, scores = self.poses(images.tensor[i : i + 1], (input_h, input_w))
+            poses[..., :2] *= poses.new_tensor([out_w / input_w, out_h / input_h])
+            result = Instances((out_h, out_w))
+            result.pred_keypoints = poses
+            result.scores = scores
+            result.pred_boxes = Boxes(keypoint_boxes(poses[..., :2]))
+            result.pred_classes = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
+            results.append({"instances": result})
+        return results

@@ -4,7 +4,9 @@
 - the keypoint evaluator chosen from the dataset's metadata (COCO-style or CrowdPose protocol);
 - Adam as well as SGD (``SOLVER.OPTIMIZER``; Detectron2 builds SGD only, the papers train with Adam);
 - DistributedDataParallel without ``device_ids`` when CUDA is unavailable, so ``--num-gpus 2`` on a CPU
-  machine trains in two gloo processes (Detectron2's ``create_ddp_model`` always passes a GPU id).
+  machine trains in two gloo processes (Detectron2's ``create_ddp_model`` always passes a GPU id);
+- atomic checkpoints, weights-only loading and a fallback on ``--resume`` (:class:`AdaAnchorCheckpointer`);
+- one line at the end of training counting the samples skipped for an unreadable image.
 """
 
 import logging
@@ -19,18 +21,39 @@ require_detectron2("adaanchor.engine")
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader  # noqa: E402
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase  # noqa: E402
+from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase  # noqa: E402
 from detectron2.engine.defaults import create_ddp_model  # noqa: E402
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from adaanchor.data.bottom_up_mapper import BottomUpDatasetMapper  # noqa: E402
+from adaanchor.data.skips import format_skip_summary, reset_skip_counts, skip_counts  # noqa: E402
+from adaanchor.engine.checkpoint import AdaAnchorCheckpointer  # noqa: E402
 from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator  # noqa: E402
 
 # Meta-architectures that read whole images with all people at once (the bottom-up mapper's output).
 BOTTOM_UP_META_ARCHITECTURES = ("DEKR", "AssociativeEmbedding")
 
+
+logger = logging.getLogger("adaanchor.engine")
+
+
+class SkippedSamplesSummary(HookBase):
+    """Logs at the end of training how many samples were skipped because their image could not be read
+    (summed over the training processes when the run completed; each process's own count otherwise)."""
+
+    def before_train(self):
+        reset_skip_counts()
+
+    def after_train(self):
+        counts = skip_counts()
+        completed = self.trainer.iter + 1 >= self.trainer.max_iter
+        if completed and comm.get_world_size() > 1:
+            gathered = comm.all_gather(counts)
+            counts = {reason: sum(c[reason] for c in gathered) for reason in counts}
+        if comm.is_main_process() or not completed:
+            logger.info(format_skip_summary(counts))
 
 
 def ddp_device_kwargs() -> dict:
@@ -99,3 +122,18 @@ class AdaAnchorTrainer(DefaultTrainer):
             )
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return KeypointEvaluator(dataset_name, output_dir=output_folder)
+
+    def build_hooks(self):
+        # Detectron2's hooks, with the crash-safe checkpointer (the periodic checkpointer hook saves through
+        # self.checkpointer, so it is replaced before they are built) and the skipped-samples summary.
+        self.checkpointer = AdaAnchorCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return [SkippedSamplesSummary()] + super().build_hooks()
+
+    @classmethod
+    def validate(cls, cfg, *, training: bool = True):
+        """Start-up checks of config and data (adaanchor.engine.validation), before training or --eval-only."""
+        from adaanchor.engine.validation import validate_startup
+
+        validate_startup(cfg, training=training)

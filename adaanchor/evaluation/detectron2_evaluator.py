@@ -205,10 +205,8 @@ class KeypointEvaluator(DatasetEvaluator):
             predictions = list(itertools.chain(*gathered))
         else:
             predictions = self._predictions
-        if not predictions:
-            self._logger.warning(
-                f"KeypointEvaluator on '{self._dataset_name}': no predictions at all"
-            )
+        if not predictions:  # evaluate_keypoints warns as well, naming the ground-truth file
+            self._logger.warning(f"KeypointEvaluator on '{self._dataset_name}': no predictions at all")
         if self._output_dir:
             path = os.path.join(self._output_dir, RESULTS_FILE_NAME)
             write_json_atomically(path, predictions)

@@ -5,8 +5,10 @@
         --input photo1.jpg photo2.jpg --output vis/ MODEL.WEIGHTS output/synthetic_dekr_adaanchor/model_final.pth
 
 Each input gets ``<output>/<name>.jpg`` with the poses drawn (the dataset's skeleton from DATASETS.TEST) and
-``<output>/<name>.json`` with the predictions (COCO keypoint format, original-image pixel indices). An image
-that cannot be read is reported and skipped; the exit status is 1 if any was.
+``<output>/<name>.json`` with the predictions (COCO keypoint format, original-image pixel indices). An input
+may be a folder: its files are processed in name order. A file that cannot be used is reported with the
+reason (missing, empty, not an image, undecodable) and skipped, and the others are processed; the exit status
+is 1 if any was skipped.
 """
 
 import argparse
@@ -23,7 +25,9 @@ from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from adaanchor.data.image_io import ImageReadError, read_image  # noqa: E402
 from adaanchor.engine import build_cfg  # noqa: E402
+from adaanchor.engine.checkpoint import AdaAnchorCheckpointer  # noqa: E402
 
 logger = logging.getLogger("adaanchor.demo")
 
@@ -31,7 +35,7 @@ logger = logging.getLogger("adaanchor.demo")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--input", nargs="+", required=True, help="image files")
+    parser.add_argument("--input", nargs="+", required=True, help="image files or folders of images")
     parser.add_argument("--output", required=True, help="folder for the drawings and predictions")
     parser.add_argument("--min-score", type=float, default=0.1, help="draw poses scoring at least this")
     parser.add_argument("--keypoint-threshold", type=float, default=0.05, help="draw joints scoring at least this")
@@ -49,23 +53,58 @@ def predictions_to_coco(instances, image_id):
     ]
 
 
+def expand_inputs(inputs):
+    """The files to process: each input file as given, each folder's files (not hidden) in name order."""
+    paths = []
+    for path in inputs:
+        if os.path.isdir(path):
+            paths += [
+                os.path.join(path, name)
+                for name in sorted(os.listdir(path))
+                if not name.startswith(".") and os.path.isfile(os.path.join(path, name))
+            ]
+        else:
+            paths.append(path)
+    return paths
+
+
+def build_predictor(cfg):
+    """DefaultPredictor with MODEL.WEIGHTS loaded by AdaAnchorCheckpointer (weights-only, the file named on
+    failure)."""
+    weights = cfg.MODEL.WEIGHTS
+    empty = cfg.clone()
+    empty.defrost()
+    empty.MODEL.WEIGHTS = ""
+    predictor = DefaultPredictor(empty)
+    predictor.cfg = cfg
+    if weights:
+        AdaAnchorCheckpointer(predictor.model).resume_or_load(weights, resume=False)
+    return predictor
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="adaanchor")
     cfg = build_cfg(args.config_file, args.opts)
     if not cfg.MODEL.WEIGHTS:
         logger.warning("MODEL.WEIGHTS is empty: the model is randomly initialised")
-    predictor = DefaultPredictor(cfg)
+    predictor = build_predictor(cfg)
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
     os.makedirs(args.output, exist_ok=True)
     failed = 0
-    for path in args.input:
-        image = cv2.imread(path)  # BGR, as DefaultPredictor expects
-        if image is None:
-            logger.error(f"Cannot read image {path}: skipped")
+    for path in expand_inputs(args.input):
+        try:
+            image = read_image(path, format="BGR")  # BGR, as DefaultPredictor expects
+        except ImageReadError as e:
+            logger.error(f"Cannot read image {path}: {e.reason} ({e.detail}): skipped")
             failed += 1
             continue
-        instances = predictor(image)["instances"].to("cpu")
+        try:
+            instances = predictor(image)["instances"].to("cpu")
+        except Exception as e:  # reported, and the other images are still processed
+            logger.exception(f"Inference failed on {path} ({image.shape[1]} x {image.shape[0]} px): {e}: skipped")
+            failed += 1
+            continue
         shown = instances[instances.scores >= args.min_score]
         visualizer = Visualizer(image[:, :, ::-1], metadata)
         visualizer.keypoint_threshold = args.keypoint_threshold

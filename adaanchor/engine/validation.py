@@ -74,6 +74,10 @@ def check_flip_map(dataset_name: str, names: Sequence[str], flip_map, list_key: 
             raise StartupValidationError(
                 f"{list_key} dataset '{dataset_name}': keypoint_flip_map entry {pair!r} is not a pair of names"
             )
+        if pair[0] == pair[1]:
+            raise StartupValidationError(
+                f"{list_key} dataset '{dataset_name}': keypoint_flip_map pairs {pair[0]!r} with itself"
+            )
         for keypoint in pair:
             if keypoint not in names:
                 raise StartupValidationError(
@@ -86,10 +90,6 @@ def check_flip_map(dataset_name: str, names: Sequence[str], flip_map, list_key: 
                     f"{list_key} dataset '{dataset_name}': keypoint_flip_map names {keypoint!r} more than once"
                 )
             seen.add(keypoint)
-        if pair[0] == pair[1]:
-            raise StartupValidationError(
-                f"{list_key} dataset '{dataset_name}': keypoint_flip_map pairs {pair[0]!r} with itself"
-            )
 
 
 def load_datasets(dataset_names: Sequence[str], list_key: str, *, evaluation: bool) -> None:

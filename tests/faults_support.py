@@ -4,6 +4,7 @@ a tiny training config."""
 
 import copy
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -94,3 +95,29 @@ def logged_losses(log):
             _, iteration, payload = line.split(" ", 2)
             out[int(iteration)] = json.loads(payload)
     return out
+
+
+class Capture(logging.Handler):
+    """Collects the messages of a logger and its children, also Detectron2-style loggers that do not
+    propagate to pytest's caplog."""
+
+    def __init__(self, name):
+        super().__init__(logging.DEBUG)
+        self.messages, self._logger = [], logging.getLogger(name)
+
+    def __enter__(self):
+        self._level = self._logger.level
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    @property
+    def text(self):
+        return "\n".join(self.messages)

@@ -6,7 +6,6 @@ an image that cannot be read is named in a warning and skipped in training (coun
 of training) and stops an evaluation."""
 
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 pytest.importorskip("detectron2")
 
 from faults_support import CONFIG, make_tiny_source, tiny_opts, write_split  # noqa: E402
+from faults_support import Capture as _Capture  # noqa: E402
 
 from adaanchor.data.image_io import ImageReadError, read_image  # noqa: E402
 from adaanchor.data.keypoint_json import KeypointJsonError, load_keypoint_json  # noqa: E402
@@ -27,31 +27,6 @@ pytestmark = pytest.mark.faults
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     return make_tiny_source(tmp_path_factory.mktemp("faults_data_source"))
-
-
-class _Capture(logging.Handler):
-    """Collects the messages of a Detectron2-style logger (which does not propagate to pytest's caplog)."""
-
-    def __init__(self, name):
-        super().__init__(logging.DEBUG)
-        self.messages, self._logger = [], logging.getLogger(name)
-
-    def __enter__(self):
-        self._level = self._logger.level
-        self._logger.addHandler(self)
-        self._logger.setLevel(logging.DEBUG)
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-    @property
-    def text(self):
-        return "\n".join(self.messages)
 
 
 def _register(name, json_file, image_root):

@@ -95,7 +95,13 @@ class AdaAnchorCheckpointer(DetectionCheckpointer):
     def load(self, path, checkpointables=None):
         if path and not os.path.isfile(path) and "://" not in path:
             raise CheckpointLoadError(f"Checkpoint {path} not found")
-        return super().load(path, checkpointables=checkpointables)
+        try:
+            return super().load(path, checkpointables=checkpointables)
+        except BaseException:
+            # Detectron2 leaves its per-load state set when a load fails, and then refuses every later load
+            # with a bare AssertionError; clear it so that the fallback can try the next file.
+            self._parsed_url_during_load = None
+            raise
 
     def complete_checkpoints(self):
         """The .pth files in save_dir, newest first (by modification time); temporary files excluded."""

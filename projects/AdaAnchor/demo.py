@@ -5,7 +5,8 @@
         --input photo1.jpg photo2.jpg --output vis/ MODEL.WEIGHTS output/synthetic_dekr_adaanchor/model_final.pth
 
 Each input gets ``<output>/<name>.jpg`` with the poses drawn (the dataset's skeleton from DATASETS.TEST) and
-``<output>/<name>.json`` with the predictions (COCO keypoint format, original-image pixel indices). An input
+``<output>/<name>.json`` with the predictions (COCO keypoint format, original-image pixel indices); images
+larger than ``--max-draw-size`` are drawn at that size, to keep memory bounded. An input
 may be a folder: its files are processed in name order. A file that cannot be used is reported with the
 reason (missing, empty, not an image, undecodable) and skipped, and the others are processed; the exit status
 is 1 if any was skipped.
@@ -18,9 +19,11 @@ import os
 import sys
 
 import cv2
+import torch
 
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
+from detectron2.structures import Instances
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
@@ -39,6 +42,11 @@ def parse_args(argv=None):
     parser.add_argument("--output", required=True, help="folder for the drawings and predictions")
     parser.add_argument("--min-score", type=float, default=0.1, help="draw poses scoring at least this")
     parser.add_argument("--keypoint-threshold", type=float, default=0.05, help="draw joints scoring at least this")
+    parser.add_argument(
+        "--max-draw-size", type=int, default=2048,
+        help="draw images whose longest side exceeds this many px at that size (the predictions json keeps "
+        "original-image px): matplotlib's canvas of an 8000 x 6000 photo alone takes gigabytes",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -82,6 +90,26 @@ def build_predictor(cfg):
     return predictor
 
 
+def scaled_for_drawing(image, instances, max_size):
+    """(image, instances) resized so that the longest side is at most ``max_size`` px (unchanged if it is)."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_size / max(height, width))
+    if scale >= 1.0:
+        return image, instances
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    scaled = Instances((size[1], size[0]))
+    for name, value in instances.get_fields().items():
+        if name == "pred_keypoints":
+            value = value.clone()
+            value[..., :2] *= torch.tensor([size[0] / width, size[1] / height])
+        elif name == "pred_boxes":
+            value = value.clone()
+            value.scale(size[0] / width, size[1] / height)
+        scaled.set(name, value)
+    return small, scaled
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="adaanchor")
@@ -106,9 +134,10 @@ def main(argv=None):
             failed += 1
             continue
         shown = instances[instances.scores >= args.min_score]
-        visualizer = Visualizer(image[:, :, ::-1], metadata)
+        drawn_image, drawn = scaled_for_drawing(image, shown, args.max_draw_size)
+        visualizer = Visualizer(drawn_image[:, :, ::-1], metadata)
         visualizer.keypoint_threshold = args.keypoint_threshold
-        drawing = visualizer.draw_instance_predictions(shown).get_image()[:, :, ::-1]
+        drawing = visualizer.draw_instance_predictions(drawn).get_image()[:, :, ::-1]
         name = os.path.splitext(os.path.basename(path))[0]
         cv2.imwrite(os.path.join(args.output, f"{name}.jpg"), drawing)
         with open(os.path.join(args.output, f"{name}.json"), "w") as f:

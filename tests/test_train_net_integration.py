@@ -64,6 +64,9 @@ def test_two_cpu_processes_train_and_evaluate_on_both(cache_dir, tmp_path):
     gt = json.loads((cache_dir / "synthetic_crowdpose_val" / "annotations.json").read_text())
     # each process ran inference on half of the images; the main process evaluated all of them
     assert {r["image_id"] for r in results} == {img["id"] for img in gt["images"]}
+    # ... and every prediction was gathered exactly once (no process's share counted twice)
+    keys = [(r["image_id"], r["score"], tuple(r["keypoints"])) for r in results]
+    assert len(keys) == len(set(keys))
     metrics = _copypaste_metrics(log)
     assert list(metrics)[0] == "AP" and {"AP_easy", "AP_medium", "AP_hard", "recall"} <= set(metrics)
 

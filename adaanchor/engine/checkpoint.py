@@ -9,6 +9,7 @@
   plain pickles (numpy arrays), read by Detectron2 with ``pickle.load``; load them only from a trusted source.
 - **Named errors.** A file that cannot be loaded raises :class:`CheckpointLoadError` naming it (and
   ``MODEL.WEIGHTS`` when it came from there), instead of torch's zip or ``OSError: [Errno 22]`` message.
+- **Local files only.** A URL (``https://``, ``detectron2://`` model-zoo names) is refused, not downloaded.
 - **Fallback on resume.** With ``--resume``, a last checkpoint that cannot be loaded (truncated, corrupt,
   missing) is named in a warning and the newest complete checkpoint beside it is loaded instead.
 """
@@ -93,7 +94,11 @@ class AdaAnchorCheckpointer(DetectionCheckpointer):
             ) from e
 
     def load(self, path, checkpointables=None):
-        if path and not os.path.isfile(path) and "://" not in path:
+        if path and "://" in path and not path.startswith("file://"):
+            raise CheckpointLoadError(
+                f"Checkpoint {path} is a URL: AdaAnchor downloads nothing; download the file and give its local path"
+            )
+        if path and not os.path.isfile(path.replace("file://", "", 1)):
             raise CheckpointLoadError(f"Checkpoint {path} not found")
         try:
             return super().load(path, checkpointables=checkpointables)

@@ -3,8 +3,8 @@ the losses of one process given the same total batch and seed, and its evaluatio
 exactly once (the same results as a one-process evaluation of the same weights)."""
 
 import json
-from collections import Counter
 
+import numpy as np
 import pytest
 
 pytest.importorskip("detectron2")
@@ -24,10 +24,16 @@ LOSS_RTOL = 1e-2
 
 
 def _results(path):
-    return Counter(
-        (r["image_id"], round(r["score"], 5), tuple(round(v, 2) for v in r["keypoints"]))
-        for r in json.loads(path.read_text())
-    )
+    """{image id: (scores, keypoints)} sorted by score, as numpy arrays."""
+    import numpy as np
+
+    by_image = {}
+    for r in json.loads(path.read_text()):
+        by_image.setdefault(r["image_id"], []).append((r["score"], r["keypoints"]))
+    return {
+        image_id: (np.array([s for s, _ in sorted(rows)]), np.array([k for _, k in sorted(rows)]))
+        for image_id, rows in by_image.items()
+    }
 
 
 def test_two_cpu_processes_match_one_and_gather_each_prediction_once(tmp_path):
@@ -50,7 +56,16 @@ def test_two_cpu_processes_match_one_and_gather_each_prediction_once(tmp_path):
     )
     name = "inference/crowdpose_val/keypoint_results.json"
     gathered, reference = _results(tmp_path / "two" / name), _results(tmp_path / "eval" / name)
-    assert sum(reference.values()) > 0
-    assert gathered == reference
+    # the same number of results for every image (none lost, none counted twice), with the same values up to
+    # float32 rounding (the two processes run the same network on the same inputs: scores 1e-4, 0.05 px)
+    assert {i: len(s) for i, (s, _) in gathered.items()} == {i: len(s) for i, (s, _) in reference.items()}
+    assert sum(len(s) for s, _ in reference.values()) > 0
+    for image_id, (scores, keypoints) in reference.items():
+        other_scores, other_keypoints = gathered[image_id]
+        unmatched = list(range(len(other_scores)))
+        for score, kp in zip(scores, keypoints):  # each reference pose matches one gathered pose, once
+            distance = [np.abs(other_keypoints[j] - kp).max() + 1e3 * abs(other_scores[j] - score) for j in unmatched]
+            best = unmatched.pop(int(np.argmin(distance)))
+            assert abs(other_scores[best] - score) <= 1e-4 and np.abs(other_keypoints[best] - kp).max() <= 0.05
     val = json.loads((root / "crowdpose" / "json" / "crowdpose_val.json").read_text())
-    assert {key[0] for key in gathered} == {img["id"] for img in val["images"]}
+    assert set(gathered) == {img["id"] for img in val["images"]}

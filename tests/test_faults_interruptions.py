@@ -148,6 +148,7 @@ def _final_metrics(log):
     return dict(zip(names, (float(v) for v in values)))
 
 
+@pytest.mark.slow
 def test_sigkill_between_checkpoints_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     """Tolerance: final metrics equal to 1e-6 (relative); final weights within 2 x SOLVER.BASE_LR (2e-3).
     Adam moves each weight by about +-lr whatever the gradient's size, so a float32 rounding difference in a

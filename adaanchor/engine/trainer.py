@@ -6,7 +6,10 @@
 - DistributedDataParallel without ``device_ids`` when CUDA is unavailable, so ``--num-gpus 2`` on a CPU
   machine trains in two gloo processes (Detectron2's ``create_ddp_model`` always passes a GPU id);
 - atomic checkpoints, weights-only loading and a fallback on ``--resume`` (:class:`AdaAnchorCheckpointer`);
-- one line at the end of training counting the samples skipped for an unreadable image.
+- one line at the end of training counting the samples skipped for an unreadable image;
+- evaluation in several processes with the main process's BatchNorm statistics: DDP here does not broadcast
+  buffers (``broadcast_buffers=False``, as Detectron2), so each process's running statistics drift apart, and
+  without this each process would evaluate its share of the images with its own, not with the saved model's.
 """
 
 import logging
@@ -137,3 +140,17 @@ class AdaAnchorTrainer(DefaultTrainer):
         from adaanchor.engine.validation import validate_startup
 
         validate_startup(cfg, training=training)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        sync_buffers_from_main_process(model)
+        return super().test(cfg, model, evaluators=evaluators)
+
+
+def sync_buffers_from_main_process(model) -> None:
+    """Copy the main process's buffers (BatchNorm running statistics) to every process (a no-op in one)."""
+    if comm.get_world_size() == 1:
+        return
+    module = model.module if hasattr(model, "module") else model
+    for buffer in module.buffers():
+        torch.distributed.broadcast(buffer.data, src=0)

@@ -181,7 +181,7 @@ def _training_losses(cfg, mapped):
     with EventStorage(0):
         losses = model(mapped)
     assert losses, "no losses"
-    return {k: float(v) for k, v in losses.items()}
+    return {k: float(v.detach()) for k, v in losses.items()}
 
 
 def test_images_without_people_and_with_100_people_train_with_finite_losses(source, tmp_path):
@@ -253,13 +253,13 @@ def test_json_without_categories_trains_but_cannot_be_an_evaluation_set(source, 
 
 
 def test_training_reports_skipped_samples_at_the_end(source, tmp_path):
-    """Two iterations over two images, one of them corrupt: training runs and its last lines count the skip."""
+    """One iteration over two images, one of them corrupt: training runs and its last lines count the skip."""
     from adaanchor.engine import AdaAnchorTrainer, build_cfg
 
     _split(source, tmp_path, ids=(1, 2))
     (tmp_path / "images" / "000001.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     cfg = build_cfg(CONFIG, tiny_opts(
-        "DATASETS.TRAIN", '("faults_data",)', "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "2",
+        "DATASETS.TRAIN", '("faults_data",)', "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "1",
         "SOLVER.IMS_PER_BATCH", "2", "OUTPUT_DIR", str(tmp_path / "out"),
     ))  # fmt: skip
     trainer = AdaAnchorTrainer(cfg)
@@ -269,4 +269,4 @@ def test_training_reports_skipped_samples_at_the_end(source, tmp_path):
     assert "Skipping unreadable training image image id 1" in log.text
     summary = [m for m in log.messages if m.startswith("Training skipped")]
     assert summary and summary[-1].startswith("Training skipped") and "undecodable" in summary[-1]
-    assert int(summary[-1].split()[2]) >= 2  # at least once per iteration (batches of 2 drawn from 2 images)
+    assert int(summary[-1].split()[2]) >= 1  # a batch of 2 drawn from 2 images meets the corrupt one

@@ -9,17 +9,19 @@
 Without CUDA it runs on CPU, and ``--num-gpus N`` there starts N CPU processes (gloo).
 """
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 
 from adaanchor.engine import AdaAnchorTrainer, setup_cfg
+from adaanchor.engine.checkpoint import AdaAnchorCheckpointer
 
 
 def main(args):
     cfg = setup_cfg(args)
+    # Config and data checked before anything runs: both datasets load, keypoint counts and flip maps agree.
+    AdaAnchorTrainer.validate(cfg, training=not args.eval_only)
     if args.eval_only:
         model = AdaAnchorTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        AdaAnchorCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return AdaAnchorTrainer.test(cfg, model)
     trainer = AdaAnchorTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -1,5 +1,5 @@
 """projects/AdaAnchor/demo.py: DefaultPredictor on images, drawings and COCO-format predictions written,
-unreadable images reported and skipped (exit status 1)."""
+unreadable images reported with the reason and skipped (exit status 1)."""
 
 import json
 import subprocess
@@ -29,7 +29,10 @@ def test_demo_writes_drawings_and_predictions_and_reports_bad_files(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]  # one image could not be read
     log = proc.stdout + proc.stderr
-    assert "Cannot read image" in log and "broken.jpg: skipped" in log
+    assert (
+        "Cannot read image" in log
+        and "broken.jpg: not an image (not in an image format Pillow recognises): skipped" in log
+    )
     drawing = cv2.imread(str(tmp_path / "vis" / "street.jpg"))
     assert drawing is not None and drawing.shape == image.shape
     predictions = json.loads((tmp_path / "vis" / "street.json").read_text())

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from faults_support import free_dist_url
 
 pytest.importorskip("detectron2")
 
@@ -57,13 +58,16 @@ def _copypaste_metrics(log):
 
 
 def test_two_cpu_processes_train_and_evaluate_on_both(cache_dir, tmp_path):
-    log = _run(cache_dir, tmp_path, "--num-gpus", "2", "SOLVER.MAX_ITER", "3")
+    log = _run(cache_dir, tmp_path, "--num-gpus", "2", "--dist-url", free_dist_url(), "SOLVER.MAX_ITER", "3")
     assert "World size: 2" in log
     assert "Starting training from iteration 0" in log
     results = json.loads((tmp_path / "inference" / "synthetic_crowdpose_val" / "keypoint_results.json").read_text())
     gt = json.loads((cache_dir / "synthetic_crowdpose_val" / "annotations.json").read_text())
     # each process ran inference on half of the images; the main process evaluated all of them
     assert {r["image_id"] for r in results} == {img["id"] for img in gt["images"]}
+    # ... and every prediction was gathered exactly once (no process's share counted twice)
+    keys = [(r["image_id"], r["score"], tuple(r["keypoints"])) for r in results]
+    assert len(keys) == len(set(keys))
     metrics = _copypaste_metrics(log)
     assert list(metrics)[0] == "AP" and {"AP_easy", "AP_medium", "AP_hard", "recall"} <= set(metrics)
 

@@ -31,6 +31,8 @@ from detectron2.data import transforms as T  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances, Keypoints  # noqa: E402
 
 from adaanchor.data.affine import area_scale, bottom_up_affine, transform_points, warp  # noqa: E402
+from adaanchor.data.image_io import ImageReadError, read_image  # noqa: E402
+from adaanchor.data.skips import counters, record_skip  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +51,11 @@ class BottomUpDatasetMapper:
     Output (test): ``image`` resized, plus the original ``height``/``width`` for mapping predictions back.
 
     ``height`` / ``width`` are set to the decoded image's size (see the module docstring).
-    A corrupt or unreadable image is reported and skipped in training (the mapper returns None and
-    Detectron2's loader draws another image); at test time it raises, because skipping an evaluation
-    image would bias the results.
+    An image that cannot be read (missing, empty, not an image, undecodable: see
+    :mod:`adaanchor.data.image_io`) is reported with its file and image id and skipped in training (the
+    mapper returns None, Detectron2's loader draws another image, and the trainer reports the count at the
+    end of training); at test time it raises, because skipping an evaluation image would bias the results.
+    16-bit images are scaled to 8 bit, grayscale and RGBA ones converted to 3 channels.
     """
 
     @configurable
@@ -94,6 +98,7 @@ class BottomUpDatasetMapper:
         self.num_keypoints = int(num_keypoints)
         self.test_resize = test_resize
         self._size_disagreements = set()  # file names whose json size differs from the decoded image's
+        self._skips = counters()  # shared with the loader's workers (adaanchor.data.skips)
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
@@ -120,11 +125,12 @@ class BottomUpDatasetMapper:
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
         try:
-            image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
-        except Exception as e:  # PIL/OSError for corrupt or unreadable files
-            message = f"image id {dataset_dict.get('image_id')} ({dataset_dict['file_name']}): {e}"
+            image = read_image(dataset_dict["file_name"], format=self.image_format)
+        except ImageReadError as e:
+            message = f"image id {dataset_dict.get('image_id')} ({dataset_dict['file_name']}): {e.reason} ({e.detail})"
             if not self.is_train:
                 raise RuntimeError(f"Cannot read evaluation image {message}") from e
+            record_skip(e.reason, self._skips)
             logger.warning(f"Skipping unreadable training image {message}")
             return None
         self._use_decoded_size(dataset_dict, image)

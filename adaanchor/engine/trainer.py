@@ -5,7 +5,12 @@
 - the keypoint evaluator chosen from the dataset's metadata (COCO-style or CrowdPose protocol);
 - Adam as well as SGD (``SOLVER.OPTIMIZER``; Detectron2 builds SGD only, the papers train with Adam);
 - DistributedDataParallel without ``device_ids`` when CUDA is unavailable, so ``--num-gpus 2`` on a CPU
-  machine trains in two gloo processes (Detectron2's ``create_ddp_model`` always passes a GPU id).
+  machine trains in two gloo processes (Detectron2's ``create_ddp_model`` always passes a GPU id);
+- atomic checkpoints, weights-only loading and a fallback on ``--resume`` (:class:`AdaAnchorCheckpointer`);
+- one line at the end of training counting the samples skipped for an unreadable image;
+- evaluation in several processes with the main process's BatchNorm statistics: DDP here does not broadcast
+  buffers (``broadcast_buffers=False``, as Detectron2), so each process's running statistics drift apart, and
+  without this each process would evaluate its share of the images with its own, not with the saved model's.
 """
 
 import logging
@@ -20,16 +25,37 @@ require_detectron2("adaanchor.engine")
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader  # noqa: E402
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase  # noqa: E402
+from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer, TrainerBase  # noqa: E402
 from detectron2.engine.defaults import create_ddp_model  # noqa: E402
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from adaanchor.data.bottom_up_mapper import BottomUpDatasetMapper  # noqa: E402
+from adaanchor.data.skips import format_skip_summary, reset_skip_counts, skip_counts  # noqa: E402
+from adaanchor.engine.checkpoint import AdaAnchorCheckpointer  # noqa: E402
 from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator  # noqa: E402
 
 DATASET_MAPPERS = ("bottom_up", "detectron2")
+
+logger = logging.getLogger("adaanchor.engine")
+
+
+class SkippedSamplesSummary(HookBase):
+    """Logs at the end of training how many samples were skipped because their image could not be read
+    (summed over the training processes when the run completed; each process's own count otherwise)."""
+
+    def before_train(self):
+        reset_skip_counts()
+
+    def after_train(self):
+        counts = skip_counts()
+        completed = self.trainer.iter + 1 >= self.trainer.max_iter
+        if completed and comm.get_world_size() > 1:
+            gathered = comm.all_gather(counts)
+            counts = {reason: sum(c[reason] for c in gathered) for reason in counts}
+        if comm.is_main_process() or not completed:
+            logger.info(format_skip_summary(counts))
 
 
 def ddp_device_kwargs() -> dict:
@@ -104,3 +130,32 @@ class AdaAnchorTrainer(DefaultTrainer):
             )
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return KeypointEvaluator(dataset_name, output_dir=output_folder)
+
+    def build_hooks(self):
+        # Detectron2's hooks, with the crash-safe checkpointer (the periodic checkpointer hook saves through
+        # self.checkpointer, so it is replaced before they are built) and the skipped-samples summary.
+        self.checkpointer = AdaAnchorCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return [SkippedSamplesSummary()] + super().build_hooks()
+
+    @classmethod
+    def validate(cls, cfg, *, training: bool = True):
+        """Start-up checks of config and data (adaanchor.engine.validation), before training or --eval-only."""
+        from adaanchor.engine.validation import validate_startup
+
+        validate_startup(cfg, training=training)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        sync_buffers_from_main_process(model)
+        return super().test(cfg, model, evaluators=evaluators)
+
+
+def sync_buffers_from_main_process(model) -> None:
+    """Copy the main process's buffers (BatchNorm running statistics) to every process (a no-op in one)."""
+    if comm.get_world_size() == 1:
+        return
+    module = model.module if hasattr(model, "module") else model
+    for buffer in module.buffers():
+        torch.distributed.broadcast(buffer.data, src=0)

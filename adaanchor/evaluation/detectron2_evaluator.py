@@ -215,7 +215,7 @@ class KeypointEvaluator(DatasetEvaluator):
             predictions = list(itertools.chain(*gathered))
         else:
             predictions = self._predictions
-        if not predictions:
+        if not predictions:  # evaluate_keypoints warns as well, naming the ground-truth file
             self._logger.warning(f"KeypointEvaluator on '{self._dataset_name}': no predictions at all")
         if self._output_dir:
             path = os.path.join(self._output_dir, RESULTS_FILE_NAME)

@@ -84,6 +84,12 @@ def evaluate_keypoints(
     ground_truth = load_ground_truth(gt, num_keypoints=len(sigmas), protocol=protocol)
     names = _keypoint_names(keypoint_names, spec.keypoint_names, ground_truth, sigmas, dataset)
     results = load_predictions(predictions, ground_truth)
+    if not results:
+        logger.warning(
+            "No predictions at all for %s: every AP, AR and recall below is 0 (an untrained model, a "
+            "confidence threshold above every score, or an empty results file)",
+            ground_truth.source,
+        )
     coco_gt = ground_truth.coco
     coco_dt = load_results_index(results, ground_truth)
     logger.info(

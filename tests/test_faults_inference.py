@@ -1,0 +1,170 @@
+"""Fault injection, inference (issue 9, item 3): DefaultPredictor and projects/AdaAnchor/demo.py on an
+all-black frame, a tiny (8 x 8) and a huge (8000 x 6000) image, a non-contiguous array, and a folder holding
+files that are no image, empty or undecodable: no crash, a message saying why, the rest processed, memory
+bounded; an evaluation with no predictions at all says so."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("detectron2")
+
+from faults_support import CONFIG, REPO, train_env  # noqa: E402
+
+pytestmark = pytest.mark.faults
+
+HUGE = (6000, 8000)  # height, width
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from detectron2.engine import DefaultPredictor
+
+    from adaanchor.engine import build_cfg
+
+    return DefaultPredictor(build_cfg(CONFIG, ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]))
+
+
+def _check(instances, height, width):
+    kp = instances.pred_keypoints
+    assert kp.shape[1:] == (14, 3) and np.isfinite(kp.numpy()).all()
+    if len(kp):  # predictions in the original image's frame
+        assert kp[..., 0].min() >= -1 and kp[..., 0].max() <= width + 1
+        assert kp[..., 1].min() >= -1 and kp[..., 1].max() <= height + 1
+
+
+@pytest.mark.parametrize(
+    "name, image",
+    [
+        ("black", np.zeros((480, 640, 3), np.uint8)),
+        ("tiny", np.full((8, 8, 3), 128, np.uint8)),
+        ("non_contiguous", (np.arange(240 * 320 * 3) % 251).astype(np.uint8).reshape(240, 320, 3)[::2, ::-1]),
+        (
+            "non_contiguous_transposed",
+            (np.arange(320 * 240 * 3) % 251).astype(np.uint8).reshape(320, 240, 3).transpose(1, 0, 2),
+        ),
+    ],
+)
+def test_default_predictor_on_odd_frames(predictor, name, image):
+    if name.startswith("non_contiguous"):
+        assert not image.flags["C_CONTIGUOUS"]
+    instances = predictor(image)["instances"].to("cpu")
+    _check(instances, *image.shape[:2])
+    if name.startswith("non_contiguous"):  # the same predictions as on a contiguous copy
+        again = predictor(np.ascontiguousarray(image))["instances"].to("cpu")
+        assert np.allclose(instances.pred_keypoints.numpy(), again.pred_keypoints.numpy())
+
+
+def test_default_predictor_on_a_huge_image_keeps_memory_bounded(tmp_path):
+    """Observed on CPU: ~460 MiB above the loaded model for the 137 MiB 8000 x 6000 frame (the frame, its
+    channel-swapped copy and the resize's working copies; the network sees a 341 x 256 input)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import resource, numpy as np
+        from detectron2.engine import DefaultPredictor
+        from adaanchor.engine import build_cfg
+        predictor = DefaultPredictor(build_cfg({CONFIG!r}, ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]))
+        predictor(np.zeros((64, 64, 3), np.uint8))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        image = np.zeros({HUGE + (3,)!r}, np.uint8)
+        image[::7] = 200
+        instances = predictor(image)["instances"]
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        x = instances.pred_keypoints[..., 0]
+        print("RESULT", base, peak, len(instances), float(x.max()) if len(instances) else 0.0)
+    """)], cwd=REPO, env=train_env(REPO), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base, peak, count, x_max = (float(v) for v in proc.stdout.split("RESULT")[-1].split())
+    image_mib = HUGE[0] * HUGE[1] * 3 / 2**20
+    print(f"huge image: {image_mib:.0f} MiB frame, peak RSS {peak:.0f} MiB, {peak - base:.0f} MiB above the model")
+    assert peak - base < 5 * image_mib, (base, peak)
+    assert count > 0 and x_max > 1000  # predictions mapped back to the 8000 px wide frame
+
+
+def _run_demo(tmp_path, *inputs, extra=()):
+    """The demo in a subprocess, reporting its own peak RSS."""
+    argv = ["--config-file", CONFIG, "--input", *map(str, inputs), "--output", str(tmp_path / "vis"),
+            *extra, "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]  # fmt: skip
+    code = textwrap.dedent(f"""
+        import resource, sys
+        sys.path.insert(0, "projects/AdaAnchor")
+        import demo
+        status = demo.main({argv!r})
+        print("PEAK_RSS_MIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        sys.exit(status)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=train_env(REPO), capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_demo_on_a_folder_of_odd_files_processes_the_images_and_says_why_it_skips_the_rest(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "black.jpg"), np.zeros((120, 160, 3), np.uint8))
+    cv2.imwrite(str(folder / "tiny.png"), np.full((8, 8, 3), 90, np.uint8))
+    cv2.imwrite(str(folder / "gray16.png"), (np.arange(100 * 80).reshape(80, 100) * 8).astype(np.uint16))
+    huge = np.zeros(HUGE + (3,), np.uint8)
+    huge[::50] = 255
+    cv2.imwrite(str(folder / "huge.jpg"), huge)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    good = cv2.imencode(".jpg", np.full((60, 80, 3), 120, np.uint8))[1].tobytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    missing = tmp_path / "missing.jpg"
+    status, log = _run_demo(tmp_path, folder, missing)
+    assert status == 1, log[-3000:]  # some inputs were skipped
+    assert f"Cannot read image {missing}: missing (no such file): skipped" in log
+    assert f"Cannot read image {folder / 'notes.txt'}: not an image" in log
+    assert f"Cannot read image {folder / 'empty.jpg'}: empty" in log
+    assert f"Cannot read image {folder / 'truncated.jpg'}: undecodable" in log
+    # the huge image is drawn at --max-draw-size (2048 px), its predictions stay in original px
+    for name, shape in [("black", (120, 160)), ("tiny", (8, 8)), ("gray16", (80, 100)), ("huge", (1536, 2048))]:
+        drawing = cv2.imread(str(tmp_path / "vis" / f"{name}.jpg"))
+        assert drawing is not None and drawing.shape[:2] == shape, name
+        predictions = json.loads((tmp_path / "vis" / f"{name}.json").read_text())
+        assert all(len(p["keypoints"]) == 14 * 3 for p in predictions)
+    for name in ("notes", "empty", "truncated"):
+        assert not (tmp_path / "vis" / f"{name}.json").exists()
+    peak = float(log.split("PEAK_RSS_MIB")[-1].split()[0])
+    print(f"demo peak RSS with the 8000 x 6000 image: {peak:.0f} MiB")
+    assert peak < 2500, peak  # before the drawing was bounded: 6.5 GiB
+
+
+def test_evaluation_without_any_prediction_says_so(tmp_path):
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 50],
+                         "area": 2500, "num_keypoints": 1, "keypoints": [30, 30, 2] + [0, 0, 0] * 16}],
+        "categories": [{"id": 1, "name": "person"}],
+    }  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text("[]")
+    proc = subprocess.run(
+        [sys.executable, "-m", "adaanchor.evaluation", "--gt", str(tmp_path / "gt.json"), "--dt",
+         str(tmp_path / "dt.json"), "--dataset", "coco", "--no-per-keypoint"],
+        cwd=REPO, env=train_env(REPO), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"No predictions at all for {tmp_path / 'gt.json'}" in proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["AP"] in (0.0, -1.0)
+
+
+def test_training_evaluation_without_any_prediction_says_so(tmp_path):
+    from faults_support import Capture
+
+    from adaanchor.evaluation import evaluate_keypoints
+
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 50],
+                         "area": 2500, "num_keypoints": 1, "keypoints": [30, 30, 2] + [0, 0, 0] * 16}],
+        "categories": [{"id": 1, "name": "person"}],
+    }  # fmt: skip
+    with Capture("adaanchor.evaluation") as log:
+        evaluate_keypoints(gt, [], dataset="coco", per_keypoint=False)
+    assert "No predictions at all" in log.text

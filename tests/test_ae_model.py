@@ -46,10 +46,11 @@ def test_tags_are_read_at_the_cells_of_the_points():
     assert tags_at_cells(tag_maps, points).tolist() == [[[0.0, 12 + 2 * 4 + 3], [2 * 4 + 1, 12 + 2 * 4 + 0]]]
 
 
-@pytest.mark.parametrize("adaanchor", [True, False])
-def test_losses_for_both_anchors_and_inference_with_flip(adaanchor):
+@pytest.mark.parametrize("adaanchor,tag_position", [(True, "keypoint"), (True, "anchor"), (False, "keypoint")])
+def test_losses_for_both_anchors_and_inference_with_flip(adaanchor, tag_position):
     model = build_model(_cfg("MODEL.ADAANCHOR.ENABLED", adaanchor, "MODEL.AE.TEST.FLIP", True,
-                             "MODEL.AE.TEST.DETECTION_THRESHOLD", 0.0))  # fmt: skip
+                             "MODEL.AE.TEST.DETECTION_THRESHOLD", 0.0, "MODEL.AE.TAG_POSITION", tag_position))  # fmt: skip
+    assert model.tag_at_anchor == (tag_position == "anchor")
     model.train()
     with EventStorage():
         losses = model(

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from adaanchor.bottom_up import associative_embedding_loss, group_by_tags, joint_order_from_skeleton
+from adaanchor.bottom_up import (
+    associative_embedding_loss,
+    associative_embedding_sample_loss,
+    group_by_tags,
+    joint_order_from_skeleton,
+)
 from adaanchor.data.keypoints import COCO_SPEC, CROWDPOSE_SPEC
 
 
@@ -91,3 +96,14 @@ def test_pull_push_loss_by_hand():
     assert tags.grad[0, 0, 2] == 0 and tags.grad[0, 0, 0] != 0  # untagged joints get no gradient
     zero_pull, zero_push = associative_embedding_loss(torch.zeros(1, 2, 3), torch.zeros(1, 2, 3, dtype=torch.bool))
     assert zero_pull.item() == 0 and zero_push.item() == 0
+
+
+def test_sample_loss_takes_several_samples_per_joint():
+    """Tags at anchors: person 0 has samples (1, 1, 3) -> ref 5/3; person 1 (image 0) has (-1) -> ref -1."""
+    tags = torch.tensor([1.0, 1.0, 3.0, -1.0])
+    person = torch.tensor([0, 0, 0, 1])  # b * T + t with T = 2
+    pull, push = associative_embedding_sample_loss(tags, person, batch=1, people=2)
+    ref = 5.0 / 3.0
+    spread = ((1 - ref) ** 2 * 2 + (3 - ref) ** 2) / 3
+    assert pull.item() == pytest.approx(spread / 2)
+    assert push.item() == pytest.approx(2 * math.exp(-((ref + 1.0) ** 2)) / 2 * 0.5)

@@ -6,7 +6,7 @@ from .grouping import group_by_tags, joint_order_from_skeleton
 from .ownership import offset_targets, region_owner
 from .people import MIN_OFFSET_SCALE, PeopleBatch, downsample_ignore_masks, gather_people
 from .poses import keypoint_boxes, pose_diagonals, pose_nms, poses_from_anchors, sample_keypoint_maps
-from .tags import associative_embedding_loss
+from .tags import associative_embedding_loss, associative_embedding_sample_loss
 from .test_time import FlipTest, TestTimeAugmentation, rescale_and_pad, shift_flipped_image
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "PeopleBatch",
     "TestTimeAugmentation",
     "associative_embedding_loss",
+    "associative_embedding_sample_loss",
     "downsample_ignore_masks",
     "gather_people",
     "group_by_tags",

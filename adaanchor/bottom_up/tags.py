@@ -1,8 +1,8 @@
 """The Associative Embedding tag loss (Newell et al., NeurIPS'17; HigherHRNet's ``exp`` form), vectorised over
 the batch and the people (torch only).
 
-For every person of an image with at least one tagged joint, its reference tag is the mean of its joints'
-tags. ``pull`` = mean over people of the mean squared distance of the person's tags to its reference;
+For every person of an image with at least one tag sample (a joint; with AdaAnchor's tags at the anchors,
+each selected anchor of a joint), its reference tag is the mean of its samples. ``pull`` = mean over people of the mean squared distance of the person's samples to its reference;
 ``push`` = over ordered pairs of distinct people of an image, mean of ``exp(-(ref_i - ref_j)^2)``, halved
 (HigherHRNet: ``(sum exp(-d^2) - P) / (P (P - 1)) / 2``). Both are per image, then averaged over the batch
 as HigherHRNet averages them: an image without people (resp. without two) contributes 0. Tags are 1-D.
@@ -13,11 +13,11 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["associative_embedding_loss"]
+__all__ = ["associative_embedding_loss", "associative_embedding_sample_loss"]
 
 
 def associative_embedding_loss(tags: Tensor, tag_valid: Tensor) -> Tuple[Tensor, Tensor]:
-    """Pull and push losses of a batch.
+    """Pull and push losses of a batch, one tag per joint.
 
     Args:
         tags: (B, T, K) float, the tag read at each joint of each person (e.g. from the tag map of joint
@@ -30,16 +30,31 @@ def associative_embedding_loss(tags: Tensor, tag_valid: Tensor) -> Tuple[Tensor,
         raise ValueError(
             f"tags and tag_valid must both be (B, T, K), got {tuple(tags.shape)}, {tuple(tag_valid.shape)}"
         )
-    weight = tag_valid.to(tags.dtype)
-    count = weight.sum(dim=2)  # (B, T)
-    person = count > 0
-    reference = (tags * weight).sum(dim=2) / count.clamp(min=1)  # (B, T)
-    spread = ((tags - reference[..., None]) ** 2 * weight).sum(dim=2) / count.clamp(min=1)  # (B, T)
-    people = person.sum(dim=1).to(tags.dtype)  # (B,)
-    pull_per_image = (spread * person).sum(dim=1) / people.clamp(min=1)
-    pair = person[:, :, None] & person[:, None, :]
-    pair &= ~torch.eye(person.shape[1], dtype=torch.bool, device=tags.device)
+    batch, people, _ = tags.shape
+    image, person, _ = tag_valid.nonzero().unbind(1)
+    return associative_embedding_sample_loss(tags[tag_valid], image * people + person, batch, people)
+
+
+def associative_embedding_sample_loss(tags: Tensor, person: Tensor, batch: int, people: int) -> Tuple[Tensor, Tensor]:
+    """Pull and push losses from tag samples (any number per person).
+
+    Args:
+        tags: (S,) float, one tag per sample.
+        person: (S,) long, ``b * T + t``: the image b and person t of each sample.
+        batch, people: B and T.
+    Returns:
+        (pull, push): scalar tensors, differentiable w.r.t. ``tags``.
+    """
+    zeros = tags.new_zeros(batch * people)
+    count = zeros.index_add(0, person, torch.ones_like(tags)).view(batch, people)
+    reference = zeros.index_add(0, person, tags).view(batch, people) / count.clamp(min=1)  # (B, T)
+    deviation = (tags - reference.view(-1)[person]) ** 2
+    spread = zeros.index_add(0, person, deviation).view(batch, people) / count.clamp(min=1)
+    present = count > 0
+    num_people = present.sum(dim=1).to(tags.dtype)  # (B,)
+    pull_per_image = (spread * present).sum(dim=1) / num_people.clamp(min=1)
+    pair = present[:, :, None] & present[:, None, :]
+    pair &= ~torch.eye(people, dtype=torch.bool, device=tags.device)
     closeness = torch.exp(-((reference[:, :, None] - reference[:, None, :]) ** 2)) * pair
-    pairs = people * (people - 1)
-    push_per_image = closeness.sum(dim=(1, 2)) / pairs.clamp(min=1) * 0.5
+    push_per_image = closeness.sum(dim=(1, 2)) / (num_people * (num_people - 1)).clamp(min=1) * 0.5
     return pull_per_image.mean(), push_per_image.mean()

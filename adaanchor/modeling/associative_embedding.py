@@ -6,7 +6,9 @@ shared :class:`~adaanchor.anchor.AnchorCriterion` over K types, one target per p
 confidence and offsets, or a Gaussian heatmap, by MODEL.ADAANCHOR.ENABLED) and one 1-D tag map. Tags train
 with AE's pull / push loss (HigherHRNet's weights, MODEL.AE.PULL_LOSS_WEIGHT / PUSH_LOSS_WEIGHT); where a tag
 is read is MODEL.AE.TAG_POSITION: "keypoint" (as AE: tags trained at the ground-truth keypoint, read at the
-predicted position). Inference: per type, the criterion's detections (gamma, merge, top 30; heatmap:
+predicted position) or "anchor" (AdaAnchor only: tags trained at every selected anchor of a joint, read at
+the anchor a detection comes from, which may sit on a visible part of the same person; the heatmap anchor
+selects no anchors and keeps AE's rule). Inference: per type, the criterion's detections (gamma, merge, top 30; heatmap:
 max-pool peaks, top 30, quarter-pixel shift), tags read there, grouped by
 :func:`adaanchor.bottom_up.group_by_tags` in the joint order derived from the dataset's skeleton; person
 score = mean keypoint score. Flip test: maps averaged, tags of the mirrored run concatenated (HigherHRNet).
@@ -29,11 +31,18 @@ from detectron2.data.detection_utils import create_keypoint_hflip_indices  # noq
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone  # noqa: E402
 from detectron2.structures import Boxes, ImageList, Instances  # noqa: E402
 
-from adaanchor.anchor import build_anchor_criterion, flip_maps_back  # noqa: E402
+from adaanchor.anchor import (  # noqa: E402
+    AdaAnchor,
+    AnchorAssignment,
+    build_anchor_criterion,
+    candidate_positions,
+    flip_maps_back,
+)
 from adaanchor.bottom_up import (  # noqa: E402
     FlipTest,
     TestTimeAugmentation,
     associative_embedding_loss,
+    associative_embedding_sample_loss,
     downsample_ignore_masks,
     gather_people,
     group_by_tags,
@@ -42,7 +51,7 @@ from adaanchor.bottom_up import (  # noqa: E402
 )
 from adaanchor.layers import HeatmapHead  # noqa: E402
 
-TAG_POSITIONS = ("keypoint",)
+TAG_POSITIONS = ("keypoint", "anchor")
 
 
 def skeleton_of(metadata):
@@ -86,6 +95,7 @@ class AssociativeEmbedding(nn.Module):
         head: nn.Module,
         pull_loss_weight: float,
         push_loss_weight: float,
+        tag_position: str,
         joint_order: List[int],
         test_time: TestTimeAugmentation,
         tag_threshold: float,
@@ -102,6 +112,7 @@ class AssociativeEmbedding(nn.Module):
         self.num_keypoints = criterion.num_types
         self.head = head
         self.pull_loss_weight, self.push_loss_weight = pull_loss_weight, push_loss_weight
+        self.tag_at_anchor = tag_position == "anchor" and isinstance(criterion, AdaAnchor)  # heatmap: no anchors
         self.joint_order = joint_order
         self.test_time = test_time
         self.tag_threshold, self.detection_threshold, self.max_people = tag_threshold, detection_threshold, max_people
@@ -153,6 +164,7 @@ class AssociativeEmbedding(nn.Module):
             "head": head,
             "pull_loss_weight": a.PULL_LOSS_WEIGHT,
             "push_loss_weight": a.PUSH_LOSS_WEIGHT,
+            "tag_position": a.TAG_POSITION,
             "joint_order": joint_order_from_skeleton(k, skeleton),
             "test_time": TestTimeAugmentation(scales=(1.0,), flip=flip),
             "tag_threshold": a.TEST.TAG_THRESHOLD,
@@ -195,12 +207,24 @@ class AssociativeEmbedding(nn.Module):
             [x.get("ignore_mask") for x in batched_inputs], h, w, self.stride, self.device
         )
         keypoints = people.keypoints.transpose(1, 2)  # (B, K, T, 2)
-        losses, _ = self.criterion.losses(maps["anchors"], keypoints, people.labelled.transpose(1, 2), loss_mask)
-        tags = tags_at_cells(maps["tags"], people.keypoints)  # (B, T, K) at the ground-truth keypoints
-        pull, push = associative_embedding_loss(tags, people.inside(h, w))
+        losses, assignment = self.criterion.losses(
+            maps["anchors"], keypoints, people.labelled.transpose(1, 2), loss_mask
+        )
+        if self.tag_at_anchor and assignment is not None:
+            pull, push = self._tag_losses_at_anchors(maps["tags"], assignment, people.keypoints.shape[1])
+        else:  # AE's rule: tags at the ground-truth keypoints
+            tags = tags_at_cells(maps["tags"], people.keypoints)  # (B, T, K)
+            pull, push = associative_embedding_loss(tags, people.inside(h, w))
         losses["loss_tag_pull"] = pull * self.pull_loss_weight
         losses["loss_tag_push"] = push * self.push_loss_weight
         return losses
+
+    def _tag_losses_at_anchors(self, tag_maps: torch.Tensor, assignment: AnchorAssignment, people: int):
+        """Pull / push over the tags at every positive of the assignment (sample = positive, person = its target)."""
+        b, k, h, w = tag_maps.shape
+        tags = tag_maps.reshape(b * k, h * w)[assignment.positive_map, assignment.positive_candidate]
+        image = torch.div(assignment.positive_map, k, rounding_mode="floor")
+        return associative_embedding_sample_loss(tags, image * people + assignment.positive_target, b, people)
 
     def poses(self, image: torch.Tensor, input_size) -> Tuple[torch.Tensor, torch.Tensor]:
         """Poses of one image: (N, K, 3) x, y input px and joint score; (N,) person scores, best first."""
@@ -209,11 +233,13 @@ class AssociativeEmbedding(nn.Module):
         )
         detections = self.criterion.decode(maps["anchors"])  # leading dims (1, K), D slots
         positions = detections.positions[0]  # (K, D, 2) feature px
+        read_at = candidate_positions(detections.anchor_index[0].clamp(min=0), maps["tags"].shape[-1])
+        read_at = read_at if self.tag_at_anchor else positions
         runs = maps["tags"].shape[1] // self.num_keypoints  # 2 with the flip test (concatenated tags)
         tags = torch.stack(
             [tags_at_cells(maps["tags"][:, r * self.num_keypoints : (r + 1) * self.num_keypoints],
-                           positions.transpose(0, 1)[None])[0].T for r in range(runs)], dim=-1,
-        )  # (K, D, runs), read at the predicted positions  # fmt: skip
+                           read_at.transpose(0, 1)[None])[0].T for r in range(runs)], dim=-1,
+        )  # (K, D, runs)  # fmt: skip
         scores = torch.where(detections.valid[0], detections.scores[0], torch.zeros_like(detections.scores[0]))
         poses, person_scores = group_by_tags(
             positions.cpu().numpy(), scores.cpu().numpy(), tags.cpu().numpy(), self.joint_order,

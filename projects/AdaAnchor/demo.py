@@ -71,8 +71,9 @@ def expand_inputs(inputs):
 
 def build_predictor(cfg):
     """DefaultPredictor with MODEL.WEIGHTS loaded by AdaAnchorCheckpointer (weights-only, the file named on
-    failure)."""
+    failure). Without weights the initialisation is seeded by SEED, so the same command draws the same thing."""
     weights = cfg.MODEL.WEIGHTS
+    torch.manual_seed(cfg.SEED if cfg.SEED >= 0 else 0)
     empty = cfg.clone()
     empty.defrost()
     empty.MODEL.WEIGHTS = ""

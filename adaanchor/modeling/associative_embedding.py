@@ -29,7 +29,6 @@ from detectron2.config import configurable  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.data.detection_utils import create_keypoint_hflip_indices  # noqa: E402
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone  # noqa: E402
-from detectron2.structures import Boxes, ImageList, Instances  # noqa: E402
 
 from adaanchor.anchor import (  # noqa: E402
     AdaAnchor,
@@ -47,9 +46,9 @@ from adaanchor.bottom_up import (  # noqa: E402
     gather_people,
     group_by_tags,
     joint_order_from_skeleton,
-    keypoint_boxes,
 )
 from adaanchor.layers import HeatmapHead  # noqa: E402
+from adaanchor.modeling.bottom_up_base import BottomUpMetaArch  # noqa: E402
 
 TAG_POSITIONS = ("keypoint", "anchor")
 
@@ -78,7 +77,7 @@ def tags_at_cells(tag_maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
 
 
 @META_ARCH_REGISTRY.register()
-class AssociativeEmbedding(nn.Module):
+class AssociativeEmbedding(BottomUpMetaArch):
     """Bottom-up pose estimation by keypoint anchors + associative embedding (see the module docstring).
 
     Inputs and outputs follow :class:`~adaanchor.modeling.dekr.meta_arch.DEKR` (the bottom-up mapper's dicts;
@@ -104,7 +103,7 @@ class AssociativeEmbedding(nn.Module):
         pixel_mean,
         pixel_std,
     ):
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         self.backbone = backbone
         self.in_feature = in_feature
         self.stride = backbone.output_shape()[in_feature].stride
@@ -116,8 +115,6 @@ class AssociativeEmbedding(nn.Module):
         self.joint_order = joint_order
         self.test_time = test_time
         self.tag_threshold, self.detection_threshold, self.max_people = tag_threshold, detection_threshold, max_people
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
     @classmethod
     def from_config(cls, cfg):
@@ -174,28 +171,10 @@ class AssociativeEmbedding(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
     def predict_maps(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """(B, 3, H, W) normalised input -> ``anchors`` (B, C, h, w) criterion maps and ``tags`` (B, K, h, w)."""
         out = self.head(self.backbone(images)[self.in_feature])
         return {"anchors": out[:, : self.criterion.num_channels], "tags": out[:, self.criterion.num_channels :]}
-
-    def preprocess_image(self, batched_inputs: List[dict]) -> ImageList:
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        return ImageList.from_tensors(
-            images,
-            self.backbone.size_divisibility,
-            padding_constraints=getattr(self.backbone, "padding_constraints", None),
-        )
-
-    def forward(self, batched_inputs: List[dict]):
-        images = self.preprocess_image(batched_inputs)
-        if not self.training:
-            return self.inference(batched_inputs, images)
-        return self.losses(batched_inputs, self.predict_maps(images.tensor))
 
     def losses(self, batched_inputs: List[dict], maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         _, _, h, w = maps["tags"].shape
@@ -248,18 +227,3 @@ class AssociativeEmbedding(nn.Module):
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
         poses[..., :2] *= self.stride / poses.new_tensor(ratio)
         return poses, torch.as_tensor(person_scores, dtype=torch.float32, device=self.device)
-
-    def inference(self, batched_inputs: List[dict], images: ImageList) -> List[Dict[str, Instances]]:
-        results = []
-        for i, x in enumerate(batched_inputs):
-            input_h, input_w = images.image_sizes[i]
-            out_h, out_w = x.get("height", input_h), x.get("width", input_w)
-            poses, scores = self.poses(images.tensor[i : i + 1], (input_h, input_w))
-            poses[..., :2] *= poses.new_tensor([out_w / input_w, out_h / input_h])
-            result = Instances((out_h, out_w))
-            result.pred_keypoints = poses
-            result.scores = scores
-            result.pred_boxes = Boxes(keypoint_boxes(poses[..., :2]))
-            result.pred_classes = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
-            results.append({"instances": result})
-        return results

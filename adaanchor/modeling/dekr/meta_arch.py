@@ -16,7 +16,7 @@ joint score = anchor score x keypoint heatmap at the joint, pose score = mean jo
 back to the original image.
 """
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,6 @@ require_detectron2("adaanchor.modeling.dekr")
 from detectron2.config import configurable  # noqa: E402
 from detectron2.data.detection_utils import create_keypoint_hflip_indices  # noqa: E402
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone  # noqa: E402
-from detectron2.structures import Boxes, ImageList, Instances  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
 
 import adaanchor.data.datasets  # noqa: E402,F401  (the flip test reads the datasets' keypoint flip maps)
@@ -38,11 +37,11 @@ from adaanchor.bottom_up import (  # noqa: E402
     TestTimeAugmentation,
     downsample_ignore_masks,
     gather_people,
-    keypoint_boxes,
     offset_targets,
     region_owner,
 )
 from adaanchor.layers import HeatmapHead  # noqa: E402
+from adaanchor.modeling.bottom_up_base import BottomUpMetaArch  # noqa: E402
 from adaanchor.modeling.dekr.inference import DEKRInference, dekr_flip_test  # noqa: E402
 from adaanchor.modeling.dekr.offset_head import DisentangledOffsetHead  # noqa: E402
 
@@ -50,7 +49,7 @@ SMOOTH_L1_BETA = 1.0 / 9.0  # DEKR's offset loss
 
 
 @META_ARCH_REGISTRY.register()
-class DEKR(nn.Module):
+class DEKR(BottomUpMetaArch):
     """Single-stage multi-person pose estimation by disentangled keypoint regression.
 
     Inputs (Detectron2's format): ``image`` (3, H, W) uint8; training: ``instances`` with ``gt_keypoints``
@@ -83,7 +82,7 @@ class DEKR(nn.Module):
             center_criterion: an :class:`~adaanchor.anchor.AnchorCriterion` over one type, the person centre.
             offset_radius: the heatmap anchor's offset region around each centre, feature-map px (Chebyshev).
         """
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         self.backbone = backbone
         self.in_feature = in_feature
         self.stride = backbone.output_shape()[in_feature].stride
@@ -96,8 +95,6 @@ class DEKR(nn.Module):
         self.offset_radius = offset_radius
         self.min_person_area = min_person_area
         self.inference_settings = inference
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
     @classmethod
     def from_config(cls, cfg):
@@ -154,10 +151,6 @@ class DEKR(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
     def predict_maps(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Network outputs of a normalised, padded batch (B, 3, H, W), all at the feature stride.
 
@@ -171,21 +164,6 @@ class DEKR(nn.Module):
             "center_maps": heads[:, self.num_keypoints :],
             "offsets": self.offset_head(feature),
         }
-
-    def preprocess_image(self, batched_inputs: List[dict]) -> ImageList:
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        return ImageList.from_tensors(
-            images,
-            self.backbone.size_divisibility,
-            padding_constraints=getattr(self.backbone, "padding_constraints", None),
-        )
-
-    def forward(self, batched_inputs: List[dict]):
-        images = self.preprocess_image(batched_inputs)
-        if not self.training:
-            return self.inference(batched_inputs, images)
-        maps = self.predict_maps(images.tensor)
-        return self.losses(batched_inputs, maps)
 
     def losses(self, batched_inputs: List[dict], maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         heatmaps = maps["keypoint_heatmaps"]
@@ -222,19 +200,6 @@ class DEKR(nn.Module):
         get_event_storage().put_scalar("dekr/offset_cells", float((owner >= 0).sum()) / len(batched_inputs))
         return losses
 
-    def inference(self, batched_inputs: List[dict], images: ImageList) -> List[Dict[str, Instances]]:
-        results = []
-        for i, x in enumerate(batched_inputs):
-            input_h, input_w = images.image_sizes[i]
-            out_h, out_w = x.get("height", input_h), x.get("width", input_w)
-            poses, scores = self.inference_settings.poses(self, images.tensor[i : i + 1], (input_h, input_w))
-            # input px -> original image px (continuous coordinates: a plain scaling)
-            scale = poses.new_tensor([out_w / input_w, out_h / input_h])
-            poses[..., :2] = poses[..., :2] * scale
-            result = Instances((out_h, out_w))
-            result.pred_keypoints = poses
-            result.scores = scores
-            result.pred_boxes = Boxes(keypoint_boxes(poses[..., :2]))
-            result.pred_classes = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
-            results.append({"instances": result})
-        return results
+    def poses(self, image: torch.Tensor, input_size) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Poses of one image (see :meth:`DEKRInference.poses`)."""
+        return self.inference_settings.poses(self, image, input_size)

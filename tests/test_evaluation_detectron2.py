@@ -18,11 +18,8 @@ from detectron2.evaluation import print_csv_format  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 
 from adaanchor.data.keypoints import COCO_SPEC, CROWDPOSE_SPEC  # noqa: E402
-from adaanchor.evaluation.detectron2_evaluator import (  # noqa: E402
-    KeypointEvaluator,
-    instances_to_keypoint_results,
-    write_json_atomically,
-)
+from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator, instances_to_keypoint_results  # noqa: E402
+from adaanchor.utils.files import write_json_atomically  # noqa: E402
 
 CROWDPOSE_REFERENCE_AP = 0.787722  # /work/shared/data/README.md, xtcocotools on the xtcocoapi example
 

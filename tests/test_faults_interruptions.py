@@ -79,7 +79,7 @@ def test_result_file_killed_while_being_written_never_looks_complete(tmp_path):
     path = tmp_path / "keypoint_results.json"
     proc = _run_python(f"""
         import json, os, signal
-        from adaanchor.evaluation.detectron2_evaluator import write_json_atomically
+        from adaanchor.utils.files import write_json_atomically
         write_json_atomically({str(path)!r}, [{{"image_id": 1}}])
         real_dump = json.dump
         def dying_dump(obj, f):

@@ -14,48 +14,19 @@
   missing) is named in a warning and the newest complete checkpoint beside it is loaded instead.
 """
 
-import contextlib
 import logging
 import os
-import tempfile
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from adaanchor.utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
 
 class CheckpointLoadError(RuntimeError):
     """A checkpoint file that cannot be loaded; the message names it."""
-
-
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str, write) -> None:
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``: ``path``
-    is absent, its previous complete content or the new complete content, never a partial file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_path)
-        raise
-    _fsync_dir(directory)
 
 
 class AdaAnchorCheckpointer(DetectionCheckpointer):

@@ -14,12 +14,10 @@ predict continuous coordinates; :func:`instances_to_keypoint_results` (used by t
 output tensors are never modified).
 """
 
-import contextlib
 import itertools
 import json
 import logging
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
@@ -36,6 +34,7 @@ from detectron2.utils.file_io import PathManager  # noqa: E402
 from detectron2.utils.logger import create_small_table  # noqa: E402
 from tabulate import tabulate  # noqa: E402  (a Detectron2 dependency)
 
+from ..utils.files import write_json_atomically  # noqa: E402
 from .evaluate import evaluate_keypoints, to_detectron2_metrics  # noqa: E402
 from .inputs import load_ground_truth, protocol_of  # noqa: E402
 
@@ -106,26 +105,6 @@ def _dataset_category_ids(instances, metadata, json_category_ids: Optional[Seque
             f"thing_dataset_id_to_contiguous_id (or the outputs no pred_classes) and {json_state}"
         )
     return list(json_category_ids) * len(instances)
-
-
-def write_json_atomically(path: str, obj) -> None:
-    """Write ``obj`` as json to ``path`` via a temporary file in the same folder and ``os.replace``:
-    ``path`` is either absent, the previous complete file, or the new complete file, never partial.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_path)
-        raise
 
 
 class KeypointEvaluator(DatasetEvaluator):

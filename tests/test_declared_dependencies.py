@@ -69,12 +69,20 @@ def python_files(root: Path, scanned=SCANNED):
             yield from sorted(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+# Folders whose scripts the tests import after putting them on sys.path (the demo and the tools).
+SCRIPT_FOLDERS = ("projects/AdaAnchor", "projects/AdaAnchor/tools")
+
+
 def local_modules(root: Path, path: Path) -> set:
     """Top-level names that an import in ``path`` may resolve to inside the repository: the repository root's
-    modules and packages (pytest puts the root on sys.path, setup.cfg) and the file's own folder (a script's folder
-    is on sys.path when it runs; pytest's rootdir-relative imports put the test folder there)."""
+    modules and packages (pytest puts the root on sys.path, setup.cfg), the file's own folder (a script's folder
+    is on sys.path when it runs; pytest's rootdir-relative imports put the test folder there) and, for the
+    tests, :data:`SCRIPT_FOLDERS`."""
     names = set()
-    for folder in {root, path.parent}:
+    folders = {root, path.parent}
+    if "tests" in path.relative_to(root).parts:
+        folders |= {root / folder for folder in SCRIPT_FOLDERS if (root / folder).is_dir()}
+    for folder in folders:
         for entry in folder.iterdir():
             if entry.suffix == ".py":
                 names.add(entry.stem)

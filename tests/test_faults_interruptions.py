@@ -150,6 +150,12 @@ def _final_metrics(log):
     return dict(zip(names, (float(v) for v in values)))
 
 
+def _named_parameters(state):
+    """The entries of a model state dict that are parameters (not BatchNorm buffers)."""
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    return [(name, value) for name, value in state.items() if not name.endswith(buffers)]
+
+
 @pytest.mark.slow
 def test_sigkill_between_checkpoints_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     """Tolerance: final metrics equal to 1e-6 (relative); final weights within 2 x SOLVER.BASE_LR (2e-3).
@@ -158,7 +164,10 @@ def test_sigkill_between_checkpoints_then_resume_ends_like_an_uninterrupted_run(
     data stream does not depend on where it restarts: Detectron2 does not checkpoint the sampler or the
     augmentation RNG, so a resumed run draws its batches from the start of the seeded stream again. Here a
     batch is the whole 4-image training set and augmentation is off, so every iteration sees the same
-    images (in an order that changes only the summation order: the float32 rounding the tolerance allows)."""
+    images (in an order that changes only the summation order: the float32 rounding the tolerance allows).
+    BatchNorm running statistics are not moved by Adam but follow the activations (values up to ~25): they are
+    compared to 1e-3 of each tensor's largest magnitude (CPU models are channels-last, whose oneDNN kernels
+    round differently)."""
     root = make_crowdpose_root(make_tiny_source(tmp_path / "source"), tmp_path / "datasets")
     opts = [*NO_AUGMENTATION, "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2"]
     _, straight = run_train_net(tmp_path / "straight", root, opts=opts)
@@ -191,5 +200,10 @@ def test_sigkill_between_checkpoints_then_resume_ends_like_an_uninterrupted_run(
         assert b[name] == pytest.approx(a[name], rel=1e-6, abs=1e-6, nan_ok=True), name
     final_a = torch.load(tmp_path / "straight" / "model_final.pth", weights_only=True)["model"]
     final_b = torch.load(out / "model_final.pth", weights_only=True)["model"]  # trainer checkpoints: weights-only
+    parameters = {name for name, _ in _named_parameters(final_a)}
     for key, value in final_a.items():
-        assert torch.allclose(value.float(), final_b[key].float(), atol=2e-3), key
+        if key in parameters:
+            assert torch.allclose(value.float(), final_b[key].float(), atol=2e-3), key
+        else:  # BatchNorm buffers: running_mean / running_var / num_batches_tracked, relative to their scale
+            scale = float(value.float().abs().max())
+            assert float((value.float() - final_b[key].float()).abs().max()) <= 1e-3 * scale + 1e-6, key

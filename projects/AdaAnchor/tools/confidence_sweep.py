@@ -155,7 +155,6 @@ def plot(rows, path: str) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logger(name="adaanchor")
     models = [("adaanchor", args.config_file, args.weights)]
     if args.baseline_config:
         models.append(("heatmap", args.baseline_config, args.baseline_weights))
@@ -181,4 +180,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    setup_logger(name="adaanchor")  # here, not in main(): it stops the logger's records propagating to the root
     sys.exit(main())

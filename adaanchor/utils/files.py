@@ -1,6 +1,7 @@
 """Crash-safe file writes (framework-free): a file is absent, complete as before, or complete as new."""
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -38,5 +39,12 @@ def atomic_write(path: str, write) -> None:
 
 
 def write_json_atomically(path: str, obj) -> None:
-    """Write ``obj`` as json to ``path`` with :func:`atomic_write`."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj).encode("utf-8")))
+    """Write ``obj`` as json to ``path`` with :func:`atomic_write` (streamed: no second copy in memory)."""
+
+    def write(binary):
+        text = io.TextIOWrapper(binary, encoding="utf-8")
+        json.dump(obj, text)
+        text.flush()
+        text.detach()  # leave the binary file open for atomic_write's fsync
+
+    atomic_write(path, write)

@@ -10,12 +10,12 @@ pytest.importorskip("detectron2")
 
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import Instances, Keypoints  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 import adaanchor.modeling  # noqa: E402,F401
 from adaanchor.config import add_adaanchor_config  # noqa: E402
 from adaanchor.modeling.associative_embedding import tags_at_cells  # noqa: E402
+from test_dekr_model import _person, _training_input  # noqa: E402  (the same bottom-up inputs)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -27,17 +27,6 @@ def _cfg(*opts):
     cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "AssociativeEmbedding", "MODEL.HRNET.OUT_FEATURES", ["hr2"],
                          "MODEL.DEVICE", "cpu", *opts])  # fmt: skip
     return cfg
-
-
-def _training_input(size, people):
-    inst = Instances((size, size))
-    inst.gt_keypoints = Keypoints(torch.tensor(people, dtype=torch.float32).reshape(len(people), 14, 3))
-    inst.gt_areas = torch.full((len(people),), 2000.0)
-    return {"image": torch.randint(0, 255, (3, size, size), dtype=torch.uint8), "instances": inst}
-
-
-def _person(x0, y0, step=6.0):
-    return [[x0 + step * (k % 4), y0 + step * (k // 4), 2] for k in range(14)]
 
 
 def test_tags_are_read_at_the_cells_of_the_points():

@@ -94,10 +94,19 @@ def run_train_net(out_dir, datasets_root, *args, opts=(), timeout=600, check=Tru
     return proc.returncode, log
 
 
-def train_env(datasets_root):
+def train_env(datasets_root, *python_paths):
+    """The environment of a test subprocess; ``python_paths`` are folders of the repository to import from."""
     env = {**os.environ, "DETECTRON2_DATASETS": str(datasets_root), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    paths = [str(REPO)] + [str(REPO / p) for p in python_paths]
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     return env
+
+
+def resident_mib(field):
+    """``VmRSS`` or ``VmHWM`` (the high-water mark) of this process in MiB, from /proc/self/status. Unlike
+    ``ru_maxrss``, VmHWM starts afresh at exec, so a subprocess does not inherit its parent's peak."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
 
 
 def logged_losses(log):

@@ -62,27 +62,36 @@ def test_default_predictor_on_odd_frames(predictor, name, image):
 
 def test_default_predictor_on_a_huge_image_keeps_memory_bounded(tmp_path):
     """Observed on CPU: ~460 MiB above the loaded model for the 137 MiB 8000 x 6000 frame (the frame, its
-    channel-swapped copy and the resize's working copies; the network sees a 341 x 256 input)."""
+    channel-swapped copy and the resize's working copies; the network sees a 341 x 256 input). The peak is
+    the process's own high-water mark (VmHWM, reset after warm-up): ru_maxrss would carry the forking pytest
+    process's resident set across exec."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
-        import resource, numpy as np
+        import numpy as np, torch
         from detectron2.engine import DefaultPredictor
         from adaanchor.engine import build_cfg
+        from faults_support import resident_mib
+        torch.manual_seed(0)
         predictor = DefaultPredictor(build_cfg({CONFIG!r}, ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]))
         predictor(np.zeros((64, 64, 3), np.uint8))
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        open("/proc/self/clear_refs", "w").write("5")  # the high-water mark restarts from the loaded model
+        base = resident_mib("VmHWM")
         image = np.zeros({HUGE + (3,)!r}, np.uint8)
         image[::7] = 200
-        instances = predictor(image)["instances"]
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        x = instances.pred_keypoints[..., 0]
-        print("RESULT", base, peak, len(instances), float(x.max()) if len(instances) else 0.0)
-    """)], cwd=REPO, env=train_env(REPO), capture_output=True, text=True, timeout=300)  # fmt: skip
+        image[:, ::13, 1] = 90
+        huge = predictor(image)["instances"].pred_keypoints
+        peak = resident_mib("VmHWM")
+        small = predictor(predictor.aug.get_transform(image).apply_image(image))["instances"].pred_keypoints
+        scale = torch.tensor([{HUGE[1]} / 341, {HUGE[0]} / 256])
+        error = float((huge[..., :2] - small[..., :2] * scale).abs().max()) if len(huge) == len(small) else -1
+        print("RESULT", base, peak, len(huge), error)
+    """)], cwd=REPO, env=train_env(REPO, "tests"), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    base, peak, count, x_max = (float(v) for v in proc.stdout.split("RESULT")[-1].split())
+    base, peak, count, error = (float(v) for v in proc.stdout.split("RESULT")[-1].split())
     image_mib = HUGE[0] * HUGE[1] * 3 / 2**20
     print(f"huge image: {image_mib:.0f} MiB frame, peak RSS {peak:.0f} MiB, {peak - base:.0f} MiB above the model")
     assert peak - base < 5 * image_mib, (base, peak)
-    assert count > 0 and x_max > 1000  # predictions mapped back to the 8000 px wide frame
+    # predictions mapped back to the 8000 px wide frame: those of the 341 x 256 network input, scaled
+    assert count > 0 and 0 <= error < 1e-2, (count, error)
 
 
 def _run_demo(tmp_path, *inputs, extra=()):
@@ -90,14 +99,15 @@ def _run_demo(tmp_path, *inputs, extra=()):
     argv = ["--config-file", CONFIG, "--input", *map(str, inputs), "--output", str(tmp_path / "vis"),
             *extra, "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]  # fmt: skip
     code = textwrap.dedent(f"""
-        import resource, sys
+        import sys
         sys.path.insert(0, "projects/AdaAnchor")
         import demo
+        from faults_support import resident_mib
         status = demo.main({argv!r})
-        print("PEAK_RSS_MIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print("PEAK_RSS_MIB", resident_mib("VmHWM"))
         sys.exit(status)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=train_env(REPO), capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=train_env(REPO, "tests"), capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -132,9 +142,9 @@ def test_demo_on_a_folder_of_odd_files_processes_the_images_and_says_why_it_skip
         assert not (tmp_path / "vis" / f"{name}.json").exists()
     peak = float(log.split("PEAK_RSS_MIB")[-1].split()[0])
     print(f"demo peak RSS with the 8000 x 6000 image: {peak:.0f} MiB")
-    # Before the drawing was bounded: 6.5 GiB. Measured since: 1.46 GiB when this test runs alone, 2.65-2.79 GiB
-    # inside the whole suite (cause not found yet); the bound catches the unbounded drawing either way.
-    assert peak < 4000, peak
+    # Before the drawing was bounded: 6.5 GiB. Measured since: 1.46 GiB (VmHWM, so alone or inside the suite
+    # alike; ru_maxrss read 2.65-2.79 GiB inside the suite, pytest's own resident set carried across exec).
+    assert peak < 2500, peak
 
 
 def test_evaluation_without_any_prediction_says_so(tmp_path):

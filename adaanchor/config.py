@@ -108,6 +108,8 @@ def add_dekr_config(cfg: CN) -> None:
     cfg.MODEL.DEKR.OFFSET_CHANNELS_PER_KEYPOINT = 15
     cfg.MODEL.DEKR.OFFSET_NUM_BLOCKS = 2
     cfg.MODEL.DEKR.OFFSET_BLOCK = "adaptive"
+    # Multiplies the offset head's output (feature px); > 1 lets Adam grow the offsets faster from scratch.
+    cfg.MODEL.DEKR.OFFSET_OUTPUT_SCALE = 1.0
     cfg.MODEL.DEKR.NORM = "BN"
     # Keypoint heatmaps (trained in both variants, used to score poses): Gaussian sigma, feature-map px, and
     # the loss weight of background pixels relative to foreground (DEKR's BG_WEIGHT).
@@ -129,6 +131,9 @@ def add_dekr_config(cfg: CN) -> None:
     cfg.MODEL.DEKR.TEST.NMS_DISTANCE_RATIO = 0.05
     cfg.MODEL.DEKR.TEST.NMS_MIN_JOINTS = 8
     cfg.MODEL.DEKR.TEST.FLIP = False
+    # Input px; > 0 moves each regressed joint onto the nearest peak of its keypoint heatmap within this
+    # distance (DEKR's TEST.MATCH_HMP, without its Gaussian fit). 0 = off, DEKR's single-scale protocol.
+    cfg.MODEL.DEKR.TEST.ABSORB_DISTANCE = 0.0
     # Left shift of the flipped input, input px; -1 = stride - 1 (see adaanchor.bottom_up.shift_flipped_image).
     cfg.MODEL.DEKR.TEST.FLIP_SHIFT = -1
     # Multi-scale test: input scale factors relative to the test size; poses of all scales meet in pose NMS.

@@ -9,7 +9,9 @@ from adaanchor.anchor import Detections, flip_maps_back, flip_vectors_back
 from adaanchor.bottom_up import (
     FlipTest,
     TestTimeAugmentation,
+    absorb_to_keypoint_peaks,
     keypoint_boxes,
+    keypoint_peaks,
     pose_diagonals,
     pose_nms,
     poses_from_anchors,
@@ -120,3 +122,41 @@ def test_test_time_loop_flips_each_output_with_its_own_function_and_crops_the_pa
         TestTimeAugmentation(flip=FlipTest(back={"heat": lambda m: m})).maps(
             predict, image, (8, 12), stride=2, size_divisibility=1
         )
+
+
+def _gaussians(h, w, centres, sigma=1.5):
+    """(H, W) sum of Gaussians at continuous feature-px centres (cell centres at +0.5)."""
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    return sum(v * torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y, v in centres)
+
+
+def test_keypoint_peaks_finds_local_maxima_strongest_first_within_a_quarter_cell():
+    maps = torch.stack(
+        [_gaussians(20, 30, [(7.6, 5.4, 1.0), (20.5, 12.5, 0.6)]), _gaussians(20, 30, [(3.4, 15.7, 0.8)])]
+    )
+    xy, values = keypoint_peaks(maps, max_peaks=2)
+    assert xy.shape == (2, 2, 2) and values.shape == (2, 2)
+    assert torch.allclose(xy[0, 0], torch.tensor([7.75, 5.25])) and values[0, 0] > values[0, 1]
+    assert torch.allclose(xy[0, 1], torch.tensor([20.5, 12.5]), atol=0.26)
+    assert (xy[1, 0] - torch.tensor([3.4, 15.7])).abs().max() <= 0.25 + 1e-6
+    assert values[1, 1] < 1e-3  # the second "peak" of a one-person map is background
+
+
+def test_absorb_moves_joints_to_the_nearest_peak_of_their_own_type_within_the_distance():
+    maps = torch.stack(
+        [_gaussians(24, 24, [(5.5, 5.5, 1.0), (15.5, 5.5, 1.0)]), _gaussians(24, 24, [(10.5, 18.5, 1.0)])]
+    )
+    poses = torch.tensor(
+        [
+            [[7.0, 6.0, 0.9], [11.0, 17.0, 0.8]],  # near person A's joint 0 and the only joint 1
+            [[13.0, 5.0, 0.7], [20.0, 10.0, 0.6]],  # near person B's joint 0; joint 1 too far
+        ]
+    )
+    out = absorb_to_keypoint_peaks(poses, maps, max_distance=4.0, max_peaks=5)
+    assert torch.allclose(out[0, 0, :2], torch.tensor([5.5, 5.5]))
+    assert torch.allclose(out[1, 0, :2], torch.tensor([15.5, 5.5]))  # the nearest of the two type-0 peaks
+    assert torch.allclose(out[0, 1, :2], torch.tensor([10.5, 18.5]))
+    assert torch.equal(out[1, 1], poses[1, 1])  # beyond max_distance: kept
+    assert torch.equal(out[..., 2], poses[..., 2])  # scores kept
+    assert torch.equal(poses[0, 0], torch.tensor([7.0, 6.0, 0.9]))  # input untouched
+    assert absorb_to_keypoint_peaks(poses[:0], maps, max_distance=4.0, max_peaks=5).shape == (0, 2, 3)

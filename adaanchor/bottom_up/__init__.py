@@ -5,7 +5,15 @@ Associative Embedding's tag loss and grouping."""
 from .grouping import group_by_tags, joint_order_from_skeleton
 from .ownership import offset_targets, region_owner
 from .people import MIN_OFFSET_SCALE, PeopleBatch, downsample_ignore_masks, gather_people
-from .poses import keypoint_boxes, pose_diagonals, pose_nms, poses_from_anchors, sample_keypoint_maps
+from .poses import (
+    absorb_to_keypoint_peaks,
+    keypoint_boxes,
+    keypoint_peaks,
+    pose_diagonals,
+    pose_nms,
+    poses_from_anchors,
+    sample_keypoint_maps,
+)
 from .tags import associative_embedding_loss, associative_embedding_sample_loss
 from .test_time import FlipTest, TestTimeAugmentation, rescale_and_pad, shift_flipped_image
 
@@ -24,6 +32,8 @@ __all__ = [
     "offset_targets",
     "pose_diagonals",
     "pose_nms",
+    "absorb_to_keypoint_peaks",
+    "keypoint_peaks",
     "poses_from_anchors",
     "region_owner",
     "rescale_and_pad",

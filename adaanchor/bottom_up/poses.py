@@ -102,3 +102,60 @@ def pose_nms(
             if row[j]:
                 suppressed[j] = True
     return order[torch.as_tensor(kept, dtype=torch.long, device=poses.device)]
+
+
+def keypoint_peaks(keypoint_maps: torch.Tensor, max_peaks: int, window: int = 5) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The ``max_peaks`` strongest local maxima of every keypoint map (``window`` x ``window`` max-pool NMS).
+
+    Each peak is its cell centre moved a quarter cell towards the higher neighbour along x and y (the usual
+    sub-cell estimate of a Gaussian peak).
+
+    Args:
+        keypoint_maps: (K, H, W) keypoint heatmaps.
+    Returns:
+        xy (K, P, 2) feature px; values (K, P); P = min(max_peaks, H * W), strongest first.
+    """
+    num_kpts, h, w = keypoint_maps.shape
+    maps = keypoint_maps[None]
+    pooled = torch.nn.functional.max_pool2d(maps, window, stride=1, padding=window // 2)[0]
+    is_peak = keypoint_maps == pooled
+    values, index = (
+        torch.where(is_peak, keypoint_maps, torch.full_like(keypoint_maps, -float("inf")))
+        .reshape(num_kpts, -1)
+        .topk(min(max_peaks, h * w), dim=1)
+    )
+    ys, xs = index // w, index % w
+    padded = torch.nn.functional.pad(maps, (1, 1, 1, 1), mode="replicate")[0]  # (K, H + 2, W + 2)
+    k = torch.arange(num_kpts, device=index.device)[:, None]
+    dx = padded[k, ys + 1, xs + 2] - padded[k, ys + 1, xs]
+    dy = padded[k, ys + 2, xs + 1] - padded[k, ys, xs + 1]
+    xy = torch.stack([xs + 0.5 + 0.25 * torch.sign(dx), ys + 0.5 + 0.25 * torch.sign(dy)], dim=-1)
+    return xy.to(keypoint_maps.dtype), values
+
+
+def absorb_to_keypoint_peaks(
+    poses: torch.Tensor, keypoint_maps: torch.Tensor, *, max_distance: float, max_peaks: int, window: int = 5
+) -> torch.Tensor:
+    """Move every regressed joint onto the nearest peak of its keypoint map, if one lies within
+    ``max_distance`` (DEKR's test-time option of matching poses to the heatmaps; its Gaussian fit after the
+    move is not done here). Joint scores are kept.
+
+    Args:
+        poses: (N, K, 3) x, y feature px, joint score.
+        keypoint_maps: (K, H, W) keypoint heatmaps.
+        max_distance: feature px.
+        max_peaks: peaks considered per keypoint type (e.g. the most people an image holds).
+    Returns:
+        (N, K, 3) poses with absorbed joints (a new tensor).
+    """
+    out = poses.clone()
+    if poses.shape[0] == 0:
+        return out
+    peaks, _ = keypoint_peaks(keypoint_maps, max_peaks, window)  # (K, P, 2)
+    distances = (poses[..., None, :2] - peaks[None]).norm(dim=-1)  # (N, K, P)
+    nearest, which = distances.min(dim=-1)  # (N, K)
+    absorbed = torch.gather(peaks[None].expand(poses.shape[0], -1, -1, -1), 2, which[..., None, None].expand(
+        -1, -1, 1, 2))[:, :, 0]  # fmt: skip
+    close = nearest < max_distance
+    out[..., :2] = torch.where(close[..., None], absorbed, poses[..., :2])
+    return out

@@ -6,7 +6,13 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 from adaanchor.anchor import AnchorCriterion, flip_maps_back, flip_vectors_back
-from adaanchor.bottom_up import FlipTest, TestTimeAugmentation, pose_nms, poses_from_anchors
+from adaanchor.bottom_up import (
+    FlipTest,
+    TestTimeAugmentation,
+    absorb_to_keypoint_peaks,
+    pose_nms,
+    poses_from_anchors,
+)
 
 
 def dekr_flip_test(center_criterion: AnchorCriterion, flip_indices: Sequence[int], shift: int) -> FlipTest:
@@ -29,13 +35,17 @@ class DEKRInference:
     Attributes:
         test_time: scales and flip test (the poses of all scales meet in one pose NMS).
         nms_distance_ratio, nms_min_joints: the pose NMS criterion (``pose_nms``).
-        max_people: at most this many poses per image.
+        max_people: at most this many poses per image (also the peaks per keypoint map that joints may be
+            absorbed to).
+        absorb_distance: input px; > 0 moves every regressed joint onto the nearest peak of its keypoint
+            heatmap within this distance (DEKR's test-time matching of poses to heatmaps), 0 keeps it.
     """
 
     test_time: TestTimeAugmentation
     nms_distance_ratio: float
     nms_min_joints: int
     max_people: int
+    absorb_distance: float = 0.0
 
     def poses(self, model, image: torch.Tensor, input_size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Poses of one image.
@@ -74,6 +84,11 @@ class DEKRInference:
         for maps, ratio in scaled_maps:
             detections = center_criterion.decode(maps["center_maps"])  # leading dims (1, 1)
             poses, scores = poses_from_anchors(detections, maps["keypoint_heatmaps"][0], maps["offsets"][0])
+            if self.absorb_distance > 0:
+                poses = absorb_to_keypoint_peaks(
+                    poses, maps["keypoint_heatmaps"][0], max_peaks=self.max_people,
+                    max_distance=self.absorb_distance * sum(ratio) / 2 / stride,
+                )  # fmt: skip
             poses[..., :2] = poses[..., :2] * (stride / poses.new_tensor(ratio))
             all_poses.append(poses)
             all_scores.append(scores)

@@ -103,6 +103,10 @@ class DEKR(BottomUpMetaArch):
         shapes = backbone.output_shape()
         if d.IN_FEATURE not in shapes:
             raise ValueError(f"MODEL.DEKR.IN_FEATURE '{d.IN_FEATURE}' is not a backbone output: {sorted(shapes)}")
+        if d.TEST.ABSORB_DISTANCE < 0:
+            raise ValueError(
+                f"MODEL.DEKR.TEST.ABSORB_DISTANCE must be >= 0 (input px; 0 = off), got {d.TEST.ABSORB_DISTANCE}"
+            )
         if d.NUM_KEYPOINTS < 1:
             raise ValueError(f"MODEL.DEKR.NUM_KEYPOINTS must be >= 1, got {d.NUM_KEYPOINTS}")
         channels = shapes[d.IN_FEATURE].channels
@@ -120,7 +124,7 @@ class DEKR(BottomUpMetaArch):
         )
         offset_head = DisentangledOffsetHead(
             channels, d.NUM_KEYPOINTS, channels_per_keypoint=d.OFFSET_CHANNELS_PER_KEYPOINT,
-            num_blocks=d.OFFSET_NUM_BLOCKS, block=d.OFFSET_BLOCK, norm=d.NORM,
+            num_blocks=d.OFFSET_NUM_BLOCKS, block=d.OFFSET_BLOCK, norm=d.NORM, output_scale=d.OFFSET_OUTPUT_SCALE,
         )  # fmt: skip
         stride = shapes[d.IN_FEATURE].stride
         flip = None
@@ -135,6 +139,7 @@ class DEKR(BottomUpMetaArch):
             nms_distance_ratio=d.TEST.NMS_DISTANCE_RATIO,
             nms_min_joints=d.TEST.NMS_MIN_JOINTS,
             max_people=center.max_detections,
+            absorb_distance=d.TEST.ABSORB_DISTANCE,
         )
         return {
             "backbone": backbone,

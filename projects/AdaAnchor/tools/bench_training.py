@@ -8,6 +8,10 @@ included), backward and optimizer; the steps of the two models alternate (ABBA o
 machine (frequency, other load, allocator state) fall on both alike. ``step_ratio`` = median AdaAnchor step
 / median heatmap step; ``fraction`` = the AdaAnchor centre criterion's ``losses`` call (assignment + focal /
 offset / local-offset losses) / the AdaAnchor step. Also reported: images per second of each model's step.
+
+``--before KEY VALUE ...`` adds a third model, AdaAnchor under the config with these overrides (e.g. the
+values of an earlier recipe), on batches of its own loader, in the same interleaved loop:
+``throughput_ratio`` = AdaAnchor images per second / those of the ``before`` model.
 """
 
 import statistics
@@ -24,6 +28,10 @@ def add_arguments(parser):
     parser.add_argument("--config-file", default=str(REPO / "configs" / "synthetic_dekr_adaanchor.yaml"))
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    parser.add_argument(
+        "--before", nargs="+", default=None, metavar="KEY VALUE",
+        help="overrides giving an earlier recipe: its AdaAnchor model is timed too, and the throughput compared",
+    )  # fmt: skip
     parser.add_argument("opts", nargs="*", default=[], help="config overrides: KEY VALUE ...")
 
 
@@ -31,12 +39,10 @@ class _TimedStep:
     """One model, its optimizer, and per-phase times of its steps (the centre criterion's losses inside)."""
 
     def __init__(self, cfg):
-        from detectron2.modeling import build_model
-
         from adaanchor.engine import AdaAnchorTrainer
 
         torch.manual_seed(cfg.SEED)
-        self.model = build_model(cfg)
+        self.model = AdaAnchorTrainer.build_model(cfg)  # as trained: channels-last on CPU
         self.model.train()
         self.optimizer = AdaAnchorTrainer.build_optimizer(cfg, self.model)
         self.times = {phase: [] for phase in PHASES + ("step", "center")}
@@ -71,30 +77,42 @@ class _TimedStep:
         return {phase: statistics.median(values) for phase, values in self.times.items()}
 
 
-def run(args):
-    from adaanchor.engine import build_cfg
-
-    from detectron2.utils.events import EventStorage
-
+def _draw_batches(cfg, count, figures):
+    """``count`` batches from the config's training loader, drawn before any timing (its worker then stops)."""
     from adaanchor.engine import AdaAnchorTrainer
 
-    figures = {"config": Path(args.config_file).name, "threads": torch.get_num_threads()}
-    cfgs = {name: build_cfg(args.config_file, [*args.opts, "MODEL.ADAANCHOR.ENABLED", on]) for name, on in
-            (("adaanchor", True), ("heatmap", False))}  # fmt: skip
-    loader = iter(AdaAnchorTrainer.build_train_loader(cfgs["adaanchor"]))
+    loader = iter(AdaAnchorTrainer.build_train_loader(cfg))
     start = time.perf_counter()
-    batches = [next(loader) for _ in range(args.warmup + args.repeats)]
-    figures["data_s_per_batch"] = (time.perf_counter() - start) / len(batches)
-    del loader  # its worker stops: nothing runs beside the timed steps
+    batches = [next(loader) for _ in range(count)]
+    figures["data_s_per_batch"] = (time.perf_counter() - start) / count
+    del loader
+    return batches
+
+
+def run(args):
+    from detectron2.utils.events import EventStorage
+
+    from adaanchor.engine import build_cfg
+
+    figures = {"config": Path(args.config_file).name, "threads": torch.get_num_threads()}
+    variants = {"adaanchor": [*args.opts, "MODEL.ADAANCHOR.ENABLED", True],
+                "heatmap": [*args.opts, "MODEL.ADAANCHOR.ENABLED", False]}  # fmt: skip
+    if args.before:
+        variants["before"] = [*args.opts, *args.before, "MODEL.ADAANCHOR.ENABLED", True]
+    cfgs = {name: build_cfg(args.config_file, opts) for name, opts in variants.items()}
+    batches = {"adaanchor": _draw_batches(cfgs["adaanchor"], args.warmup + args.repeats, figures)}
+    batches["heatmap"] = batches["adaanchor"]  # the two variants train on the same batches
+    if args.before:
+        batches["before"] = _draw_batches(cfgs["before"], args.warmup + args.repeats, {})
     models = {name: _TimedStep(cfg) for name, cfg in cfgs.items()}
     with EventStorage():
-        for i, batch in enumerate(batches):
+        for i in range(args.warmup + args.repeats):
             order = list(models) if i % 2 == 0 else list(reversed(models))  # ABBA
             for name in order:
-                models[name].step(batch, record=i >= args.warmup)
-    images = cfgs["adaanchor"].SOLVER.IMS_PER_BATCH
+                models[name].step(batches[name][i], record=i >= args.warmup)
     for name, timed in models.items():
         med = timed.medians()
+        images = cfgs[name].SOLVER.IMS_PER_BATCH
         figures[f"{name}_step_s"] = med["step"]
         figures[f"{name}_center_losses_s"] = med["center"]
         figures[f"{name}_images_per_s"] = images / med["step"]
@@ -106,6 +124,9 @@ def run(args):
             f"{cfgs[name].INPUT.BOTTOM_UP.SIZE} px, {images / med['step']:.1f} img/s), centre criterion losses "
             f"{med['center'] * 1e3:.1f} ms"
         )
+    if args.before:
+        figures["throughput_ratio"] = figures["adaanchor_images_per_s"] / figures["before_images_per_s"]
+        print(f"throughput AdaAnchor / before: {figures['throughput_ratio']:.2f}x")
     print(f"data loading (one worker, before timing): {figures['data_s_per_batch'] * 1e3:.0f} ms per batch")
     figures["fraction"] = figures["adaanchor_center_losses_s"] / figures["adaanchor_step_s"]
     figures["step_ratio"] = figures["adaanchor_step_s"] / figures["heatmap_step_s"]

@@ -108,8 +108,6 @@ def add_dekr_config(cfg: CN) -> None:
     cfg.MODEL.DEKR.OFFSET_CHANNELS_PER_KEYPOINT = 15
     cfg.MODEL.DEKR.OFFSET_NUM_BLOCKS = 2
     cfg.MODEL.DEKR.OFFSET_BLOCK = "adaptive"
-    # Multiplies the offset head's output (feature px); > 1 lets Adam grow the offsets faster from scratch.
-    cfg.MODEL.DEKR.OFFSET_OUTPUT_SCALE = 1.0
     cfg.MODEL.DEKR.NORM = "BN"
     # Keypoint heatmaps (trained in both variants, used to score poses): Gaussian sigma, feature-map px, and
     # the loss weight of background pixels relative to foreground (DEKR's BG_WEIGHT).

@@ -98,8 +98,11 @@ def group_by_tags(
     num_types = positions.shape[0]
     if sorted(joint_order) != list(range(num_types)):
         raise ValueError(f"joint_order must be a permutation of range({num_types}), got {list(joint_order)}")
-    joints: List[np.ndarray] = []  # per person: (K, 3)
-    person_tags: List[List[np.ndarray]] = []  # per person: the tags of its joints
+    capacity = max(max_people, 1)
+    joints = np.zeros((capacity, num_types, 3))  # per person: x, y, score of each type
+    tag_sums = np.zeros((capacity, tags.shape[2]))  # per person: sum of its joints' tags
+    tag_counts = np.zeros(capacity)
+    people = 0
     for k in joint_order:
         chosen = np.flatnonzero(scores[k] > detection_threshold)
         if chosen.size == 0:
@@ -107,23 +110,27 @@ def group_by_tags(
         found = np.concatenate([positions[k, chosen], scores[k, chosen, None]], axis=1)  # (n, 3)
         found_tags = tags[k, chosen]  # (n, L)
         assigned = np.full(chosen.size, -1)
-        if joints:
-            means = np.stack([np.mean(t, axis=0) for t in person_tags])  # (P, L)
+        if people:
+            means = tag_sums[:people] / tag_counts[:people, None]  # (P, L)
             distance = np.linalg.norm(found_tags[:, None, :] - means[None, :, :], axis=2)  # (n, P)
             cost = np.round(distance) * 100 - found[:, 2:3]
             rows, cols = linear_sum_assignment(cost)
             accept = distance[rows, cols] < tag_threshold
             assigned[rows[accept]] = cols[accept]
-        for i in range(chosen.size):
-            if assigned[i] < 0:
-                joints.append(np.zeros((num_types, 3)))
-                person_tags.append([])
-                assigned[i] = len(joints) - 1
-            joints[assigned[i]][k] = found[i]
-            person_tags[assigned[i]].append(found_tags[i])
-    if not joints:
+        new = np.flatnonzero(assigned < 0)
+        if people + new.size > len(joints):  # grow the person arrays
+            grow = max(people + new.size, 2 * len(joints)) - len(joints)
+            joints = np.concatenate([joints, np.zeros((grow, num_types, 3))])
+            tag_sums = np.concatenate([tag_sums, np.zeros((grow, tag_sums.shape[1]))])
+            tag_counts = np.concatenate([tag_counts, np.zeros(grow)])
+        assigned[new] = people + np.arange(new.size)
+        people += new.size
+        joints[assigned, k] = found
+        tag_sums[assigned] += found_tags
+        tag_counts[assigned] += 1
+    if not people:
         return np.zeros((0, num_types, 3)), np.zeros((0,))
-    poses = np.stack(joints)
+    poses = joints[:people]
     person_scores = poses[:, :, 2].mean(axis=1)
     order = np.argsort(-person_scores, kind="stable")[:max_people]
     return poses[order], person_scores[order]

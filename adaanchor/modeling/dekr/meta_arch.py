@@ -124,7 +124,7 @@ class DEKR(BottomUpMetaArch):
         )
         offset_head = DisentangledOffsetHead(
             channels, d.NUM_KEYPOINTS, channels_per_keypoint=d.OFFSET_CHANNELS_PER_KEYPOINT,
-            num_blocks=d.OFFSET_NUM_BLOCKS, block=d.OFFSET_BLOCK, norm=d.NORM, output_scale=d.OFFSET_OUTPUT_SCALE,
+            num_blocks=d.OFFSET_NUM_BLOCKS, block=d.OFFSET_BLOCK, norm=d.NORM,
         )  # fmt: skip
         stride = shapes[d.IN_FEATURE].stride
         flip = None

@@ -27,9 +27,6 @@ class DisentangledOffsetHead(nn.Module):
     convolution, :class:`GroupedAdaptiveBlock`; ``"plain"``: a plain 3x3 conv residual block,
     :class:`GroupedConvBlock`, the ablation / faster option), then a 1x1 conv to 2 channels.
     ``identity_init`` and ``implementation`` go to the adaptive blocks (:class:`GroupedAdaptiveBlock`).
-    ``output_scale`` multiplies the predictor's output: under Adam, whose steps are about the learning rate
-    whatever the gradient's size, it sets how fast the offsets can grow towards their feature-px magnitude
-    (1.0 = DEKR).
 
     Input (B, in_channels, H, W); output (B, 2K, H, W): channels 2k, 2k+1 belong to keypoint k (which one is
     x and the units, e.g. feature-map px, are the meta-architecture's choice). Outputs start near 0.
@@ -46,7 +43,6 @@ class DisentangledOffsetHead(nn.Module):
         norm: NormSpec = "BN",
         identity_init: bool = True,
         implementation: str = "auto",
-        output_scale: float = 1.0,
     ):
         super().__init__()
         k, c = num_keypoints, channels_per_keypoint
@@ -60,7 +56,6 @@ class DisentangledOffsetHead(nn.Module):
         else:
             raise ValueError(f"block {block!r} unknown: use 'adaptive' or 'plain'")
         self.num_keypoints = k
-        self.output_scale = output_scale
         self.transition = nn.Sequential(
             nn.Conv2d(in_channels, k * c, 1, bias=False), make_norm(norm, k * c, groups=k), nn.ReLU(inplace=True)
         )
@@ -71,5 +66,4 @@ class DisentangledOffsetHead(nn.Module):
         nn.init.zeros_(self.predictor.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.predictor(self.blocks(self.transition(x)))
-        return out * self.output_scale if self.output_scale != 1.0 else out
+        return self.predictor(self.blocks(self.transition(x)))

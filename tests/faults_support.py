@@ -15,9 +15,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/synthetic_dekr_adaanchor.yaml"
 # A few iterations at 128 px, in the main process, every candidate kept at test time (an untrained model's
-# confidence sits at the 0.01 prior), no augmentation (see the resume and two-process tests).
+# confidence sits at the 0.01 prior), no augmentation (see the resume and two-process tests), no warm-up
+# (Detectron2 stretches it over min(WARMUP_ITERS / MAX_ITER, 1) of a run, so runs of different lengths, as
+# in the resume test, would see different learning rates from the first iteration).
 TINY = [
-    "INPUT.BOTTOM_UP.SIZE", "128", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2",
+    "INPUT.BOTTOM_UP.SIZE", "128", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "0",
     "DATALOADER.NUM_WORKERS", "0", "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0",
     "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "100000", "TEST.EVAL_PERIOD", "0",
 ]  # fmt: skip

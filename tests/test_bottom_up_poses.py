@@ -160,3 +160,8 @@ def test_absorb_moves_joints_to_the_nearest_peak_of_their_own_type_within_the_di
     assert torch.equal(out[..., 2], poses[..., 2])  # scores kept
     assert torch.equal(poses[0, 0], torch.tensor([7.0, 6.0, 0.9]))  # input untouched
     assert absorb_to_keypoint_peaks(poses[:0], maps, max_distance=4.0, max_peaks=5).shape == (0, 2, 3)
+    # a peak in the last cell of a map wider than its image stays inside the image
+    edge = torch.stack([_gaussians(8, 10, [(9.9, 4.5, 1.0)]), _gaussians(8, 10, [(9.9, 4.5, 1.0)])])
+    near_edge = torch.tensor([[[9.0, 4.5, 1.0], [9.0, 4.5, 1.0]]])
+    assert absorb_to_keypoint_peaks(near_edge, edge, max_distance=2.0, max_peaks=1)[0, 0, 0] == 9.75
+    assert absorb_to_keypoint_peaks(near_edge, edge, max_distance=2.0, max_peaks=1, extent=(9.6, 8.0))[0, 0, 0] == 9.6

@@ -26,7 +26,11 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 #    gradients, which is not the gradient of the loss normalised over the whole batch.
 # Augmentation is off so that both runs see the same pixels: each process seeds its own augmentation RNG
 # (seed + rank), while Detectron2's sampler gives the 2 processes the 4 images one process gets.
+# Iteration 1 follows one Adam step, which moves every weight by about the learning rate whatever its gradient,
+# so the iteration-0 differences reach iteration 1 in proportion to the learning rate: the test pins DEKR's
+# 1e-3 (the tolerance was measured there; at the synthetic recipe's 2e-3 the heatmap loss differs by 2 %).
 LOSS_RTOL = 1e-2
+LEARNING_RATE = ["SOLVER.BASE_LR", "0.001"]
 
 
 def _results(path):
@@ -44,7 +48,7 @@ def _results(path):
 
 def test_two_cpu_processes_match_one_and_gather_each_prediction_once(tmp_path):
     root = make_crowdpose_root(make_tiny_source(tmp_path / "source"), tmp_path / "datasets")
-    opts = [*NO_AUGMENTATION, "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "2"]
+    opts = [*NO_AUGMENTATION, *LEARNING_RATE, "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "2"]
     _, one = run_train_net(tmp_path / "one", root, opts=opts)
     _, two = run_train_net(tmp_path / "two", root, "--num-gpus", "2", opts=opts)
     assert "World size: 2" in two

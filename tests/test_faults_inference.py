@@ -11,6 +11,7 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("detectron2")
 
@@ -27,15 +28,21 @@ def predictor():
 
     from adaanchor.engine import build_cfg
 
+    torch.manual_seed(0)  # an untrained model: its predictions depend on the initialisation
     return DefaultPredictor(build_cfg(CONFIG, ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]))
 
 
 def _check(instances, height, width):
+    """Predictions in the original image's frame. Margin: one feature cell (stride 4 at the 256 px test size,
+    in original px): the last cells of a map whose image is not a multiple of the stride wide are centred up
+    to 2 input px past the border, and an untrained model's offsets add a few tenths of a cell (seen: up to
+    4.1 px past a 640 px wide frame). Predictions left in input px would end at ~341, far inside."""
     kp = instances.pred_keypoints
     assert kp.shape[1:] == (14, 3) and np.isfinite(kp.numpy()).all()
-    if len(kp):  # predictions in the original image's frame
-        assert kp[..., 0].min() >= -1 and kp[..., 0].max() <= width + 1
-        assert kp[..., 1].min() >= -1 and kp[..., 1].max() <= height + 1
+    cell = 4 * min(height, width) / 256
+    if len(kp):
+        assert kp[..., 0].min() >= -cell and kp[..., 0].max() <= width + cell
+        assert kp[..., 1].min() >= -cell and kp[..., 1].max() <= height + cell
 
 
 @pytest.mark.parametrize(

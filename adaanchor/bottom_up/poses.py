@@ -4,7 +4,7 @@ Units: poses and maps share one frame, feature-map px with cell (i, j) centred a
 unless a function says otherwise.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -134,7 +134,13 @@ def keypoint_peaks(keypoint_maps: torch.Tensor, max_peaks: int, window: int = 5)
 
 
 def absorb_to_keypoint_peaks(
-    poses: torch.Tensor, keypoint_maps: torch.Tensor, *, max_distance: float, max_peaks: int, window: int = 5
+    poses: torch.Tensor,
+    keypoint_maps: torch.Tensor,
+    *,
+    max_distance: float,
+    max_peaks: int,
+    window: int = 5,
+    extent: Optional[Tuple[float, float]] = None,
 ) -> torch.Tensor:
     """Move every regressed joint onto the nearest peak of its keypoint map, if one lies within
     ``max_distance`` (DEKR's test-time option of matching poses to the heatmaps; its Gaussian fit after the
@@ -145,6 +151,8 @@ def absorb_to_keypoint_peaks(
         keypoint_maps: (K, H, W) keypoint heatmaps.
         max_distance: feature px.
         max_peaks: peaks considered per keypoint type (e.g. the most people an image holds).
+        extent: (width, height) of the image in feature px: peaks are clamped into [0, width] x [0, height]
+            (the last cells of a map may reach past an image whose size is not a multiple of the stride).
     Returns:
         (N, K, 3) poses with absorbed joints (a new tensor).
     """
@@ -152,6 +160,8 @@ def absorb_to_keypoint_peaks(
     if poses.shape[0] == 0:
         return out
     peaks, _ = keypoint_peaks(keypoint_maps, max_peaks, window)  # (K, P, 2)
+    if extent is not None:
+        peaks = torch.minimum(peaks.clamp(min=0), peaks.new_tensor(extent))
     distances = (poses[..., None, :2] - peaks[None]).norm(dim=-1)  # (N, K, P)
     nearest, which = distances.min(dim=-1)  # (N, K)
     absorbed = torch.gather(peaks[None].expand(poses.shape[0], -1, -1, -1), 2, which[..., None, None].expand(

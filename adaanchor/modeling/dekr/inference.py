@@ -1,7 +1,7 @@
 """DEKR inference: network maps -> scored poses in input px (test-time loop, pose decoding, pose NMS)."""
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -64,23 +64,43 @@ class DEKRInference:
             stride=model.stride,
             size_divisibility=model.backbone.size_divisibility,
         )
-        return self.postprocess(model.center_criterion, scaled_maps, model.stride)
+        return self.postprocess(model.center_criterion, scaled_maps, model.stride, input_size)
 
     def postprocess(
         self,
         center_criterion: AnchorCriterion,
         scaled_maps: List[Tuple[Dict[str, torch.Tensor], Tuple[float, float]]],
         stride: int,
+        input_size: Optional[Tuple[int, int]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Poses of one image from its maps at every test scale: decode, back to input px, pose NMS.
+        """Poses of one image from its maps at every test scale: :meth:`candidates`, then :meth:`select`.
 
         Args:
             scaled_maps: a list of (maps, (x ratio, y ratio)) per scale; maps as ``predict_maps`` returns
                 them for a batch of 1, the ratios of the scaled input to the input.
             stride: the maps' stride, input px.
+            input_size: (h, w) of the image, input px; joints absorbed to heatmap peaks stay inside it.
         Returns: as :meth:`poses`.
         """
-        all_poses, all_scores = [], []
+        poses, scores, _ = self.candidates(center_criterion, scaled_maps, stride, input_size)
+        keep = self.select(poses, scores)
+        return poses[keep], scores[keep]
+
+    def candidates(
+        self,
+        center_criterion: AnchorCriterion,
+        scaled_maps: List[Tuple[Dict[str, torch.Tensor], Tuple[float, float]]],
+        stride: int,
+        input_size: Optional[Tuple[int, int]] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The poses of every decoded person anchor at every scale, before pose NMS (arguments as
+        :meth:`postprocess`): decode, pose = anchor + offsets, joints absorbed to heatmap peaks (if
+        ``absorb_distance``), back to input px.
+
+        Returns:
+            poses (N, K, 3) input px; pose scores (N,); anchor scores (N,) (the centre criterion's).
+        """
+        all_poses, all_scores, all_anchor_scores = [], [], []
         for maps, ratio in scaled_maps:
             detections = center_criterion.decode(maps["center_maps"])  # leading dims (1, 1)
             poses, scores = poses_from_anchors(detections, maps["keypoint_heatmaps"][0], maps["offsets"][0])
@@ -88,12 +108,17 @@ class DEKRInference:
                 poses = absorb_to_keypoint_peaks(
                     poses, maps["keypoint_heatmaps"][0], max_peaks=self.max_people,
                     max_distance=self.absorb_distance * sum(ratio) / 2 / stride,
+                    extent=None if input_size is None else (
+                        input_size[1] * ratio[0] / stride, input_size[0] * ratio[1] / stride),
                 )  # fmt: skip
             poses[..., :2] = poses[..., :2] * (stride / poses.new_tensor(ratio))
             all_poses.append(poses)
             all_scores.append(scores)
-        poses, scores = torch.cat(all_poses), torch.cat(all_scores)
-        keep = pose_nms(
+            all_anchor_scores.append(detections.scores.reshape(-1)[detections.valid.reshape(-1)])
+        return torch.cat(all_poses), torch.cat(all_scores), torch.cat(all_anchor_scores)
+
+    def select(self, poses: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """(M,) indices of the poses kept by pose NMS, best first, at most ``max_people``."""
+        return pose_nms(
             poses[..., :2], scores, distance_ratio=self.nms_distance_ratio, min_close_joints=self.nms_min_joints
         )[: self.max_people]
-        return poses[keep], scores[keep]

@@ -35,7 +35,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from adaanchor.anchor import AdaAnchor  # noqa: E402
-from adaanchor.bottom_up import keypoint_boxes, pose_nms, poses_from_anchors  # noqa: E402
+from adaanchor.bottom_up import keypoint_boxes  # noqa: E402
 from adaanchor.engine import AdaAnchorTrainer, build_cfg  # noqa: E402
 from adaanchor.engine.checkpoint import AdaAnchorCheckpointer  # noqa: E402
 from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator  # noqa: E402
@@ -92,17 +92,10 @@ def candidate_poses(model, cfg, gamma: float):
                 stride=model.stride,
                 size_divisibility=model.backbone.size_divisibility,
             )
-            poses, scores, anchor_scores = [], [], []
-            for maps, ratio in scaled:
-                detections = criterion.decode(maps["center_maps"])
-                p, s = poses_from_anchors(detections, maps["keypoint_heatmaps"][0], maps["offsets"][0])
-                p[..., :2] *= model.stride / p.new_tensor(ratio)
-                poses.append(p)
-                scores.append(s)
-                anchor_scores.append(detections.scores.reshape(-1)[detections.valid.reshape(-1)])
-            poses = torch.cat(poses).cpu()
+            poses, scores, anchor_scores = settings.candidates(criterion, scaled, model.stride, (input_h, input_w))
+            poses = poses.cpu()
             poses[..., :2] *= poses.new_tensor([x["width"] / input_w, x["height"] / input_h])
-            out.append((x, poses, torch.cat(scores).cpu(), torch.cat(anchor_scores).cpu()))
+            out.append((x, poses, scores.cpu(), anchor_scores.cpu()))
     return out
 
 
@@ -116,9 +109,7 @@ def sweep(model_name: str, cfg, candidates, gammas, settings):
         for x, poses, scores, anchor_scores in candidates:
             keep = anchor_scores >= gamma
             p, s = poses[keep], scores[keep]
-            order = pose_nms(
-                p[..., :2], s, distance_ratio=settings.nms_distance_ratio, min_close_joints=settings.nms_min_joints
-            )[: settings.max_people]
+            order = settings.select(p, s)
             instances = Instances((x["height"], x["width"]))
             instances.pred_keypoints, instances.scores = p[order], s[order]
             instances.pred_boxes = Boxes(keypoint_boxes(p[order][..., :2]))

@@ -566,7 +566,6 @@ def run(args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    setup_logger(name="adaanchor")
     try:
         print(run(args), flush=True)
     except ToolError as e:
@@ -576,4 +575,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    setup_logger(name="adaanchor")  # here, not in main(): a caller of main() keeps its own logging
     sys.exit(main())

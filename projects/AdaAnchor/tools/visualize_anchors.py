@@ -9,8 +9,8 @@ Writes one PNG (matplotlib, Agg; atomically), everything drawn in original-image
 - ``--mode inference`` (default): the image goes through the model as DefaultPredictor would send it (short side
   resized to INPUT.MIN_SIZE_TEST, INPUT.FORMAT, MODEL.DEKR.TEST scales / flip), the person centres are decoded
   with the model's ``center_criterion`` and the poses assembled and NMS-ed as the model does (the poses drawn
-  are the model's predictions). For each of the top ``--max-people`` people by score, an AdaAnchor model draws
-  an arrow from the winning anchor cell's centre to the decoded centre (anchor + coarse + local offset), and
+  are the model's predictions). For each of the top ``--max-people`` people by score (default 10), an AdaAnchor
+  model draws an arrow from the winning anchor cell's centre to the decoded centre (anchor + coarse + local offset), and
   an X at the "heatmap-anchor position": the centre DEKR's heatmap baseline would use, the mean of the
   predicted pose's joints (DEKR's centre definition: the mean of the keypoints); dots mark the joints. A
   heatmap-anchor model (MODEL.ADAANCHOR.ENABLED False) has no adaptive anchors: its anchors are the peaks of
@@ -78,6 +78,7 @@ DPI = 100
 MAX_WIDTH_PX = 1600  # widest figure
 MIN_WIDTH_PX = 800  # small images are drawn enlarged, so that arrows between cells stay visible
 MAX_IMAGE_HEIGHT_PX = 1200  # tallest image panel
+DEFAULT_INFERENCE_PEOPLE = 10  # --max-people in inference mode (a model returns up to 30, mostly weak)
 TITLE_PX, LEGEND_PX = 50, 150  # bands above and below the image panel (the legend: up to 6 lines)
 
 
@@ -411,7 +412,7 @@ def draw_inference(image_rgb: np.ndarray, anchors: InferenceAnchors, title: str)
         _arrows(ax, anchors.anchor_cells, anchors.centers, colours, px)
         for cell, centre, colour in zip(anchors.anchor_cells, anchors.centers, colours):
             ax.plot(*cell, "s", ms=marker * 0.6, mfc="none", mec=colour, mew=1.5, zorder=4)
-            ax.plot(*centre, "o", ms=marker * 0.6, mfc=colour, mec="black", mew=0.8, zorder=4)
+            ax.plot(*centre, "o", ms=marker * 0.6, mfc=colour, mec="black", mew=0.8, zorder=6)
     else:
         for centre, colour in zip(anchors.centers, colours):
             ax.plot(*centre, "D", ms=marker * 0.7, mfc=colour, mec="black", mew=0.8, zorder=4)
@@ -510,7 +511,7 @@ def parse_args(argv=None):
         "--max-people",
         type=int,
         default=None,
-        help="inference: the N best people (default: all the model returns); training: the first N people",
+        help="inference: the N best people (default 10); training: the first N people (default: all)",
     )
     parser.add_argument("--dataset", help="training mode: look the image up in this registered dataset only")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
@@ -545,7 +546,8 @@ def run(args) -> str:
     anchor = "AdaAnchor" if adaptive else "heatmap anchor (MODEL.ADAANCHOR.ENABLED False: no adaptive anchors)"
     name = os.path.basename(args.input)
     if args.mode == "inference":
-        anchors = top_people(inference_anchors(model, predictor_input(image_bgr, cfg)), args.max_people)
+        max_people = DEFAULT_INFERENCE_PEOPLE if args.max_people is None else args.max_people
+        anchors = top_people(inference_anchors(model, predictor_input(image_bgr, cfg)), max_people)
         title = f"{name}: DEKR person anchors at inference, {anchor}; {len(anchors.scores)} people"
         fig = draw_inference(image_bgr[:, :, ::-1], anchors, title)
         drawn = f"{len(anchors.scores)} people, {anchors.num_arrows} arrows"

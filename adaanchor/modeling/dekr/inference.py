@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from adaanchor.anchor import AnchorCriterion, flip_maps_back, flip_vectors_back
+from adaanchor.anchor import AnchorCriterion, candidate_positions, flip_maps_back, flip_vectors_back
 from adaanchor.bottom_up import (
     FlipTest,
     TestTimeAugmentation,
@@ -26,6 +26,25 @@ def dekr_flip_test(center_criterion: AnchorCriterion, flip_indices: Sequence[int
         },
         shift=shift,
     )
+
+
+@dataclass
+class PoseCandidates:
+    """The poses of every decoded person anchor of one image, all scales, before pose NMS; input px.
+
+    Attributes:
+        poses: (N, K, 3) x, y, joint score.
+        scores: (N,) pose scores.
+        anchor_scores: (N,) the centre criterion's score of each pose's anchor.
+        anchor_cells: (N, 2) x, y of the centre of each pose's anchor cell.
+        anchor_positions: (N, 2) x, y of the decoded person centre (AdaAnchor: cell + coarse + local offsets).
+    """
+
+    poses: torch.Tensor
+    scores: torch.Tensor
+    anchor_scores: torch.Tensor
+    anchor_cells: torch.Tensor
+    anchor_positions: torch.Tensor
 
 
 @dataclass
@@ -82,9 +101,9 @@ class DEKRInference:
             input_size: (h, w) of the image, input px; joints absorbed to heatmap peaks stay inside it.
         Returns: as :meth:`poses`.
         """
-        poses, scores, _ = self.candidates(center_criterion, scaled_maps, stride, input_size)
-        keep = self.select(poses, scores)
-        return poses[keep], scores[keep]
+        found = self.candidates(center_criterion, scaled_maps, stride, input_size)
+        keep = self.select(found.poses, found.scores)
+        return found.poses[keep], found.scores[keep]
 
     def candidates(
         self,
@@ -92,15 +111,11 @@ class DEKRInference:
         scaled_maps: List[Tuple[Dict[str, torch.Tensor], Tuple[float, float]]],
         stride: int,
         input_size: Optional[Tuple[int, int]] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> PoseCandidates:
         """The poses of every decoded person anchor at every scale, before pose NMS (arguments as
         :meth:`postprocess`): decode, pose = anchor + offsets, joints absorbed to heatmap peaks (if
-        ``absorb_distance``), back to input px.
-
-        Returns:
-            poses (N, K, 3) input px; pose scores (N,); anchor scores (N,) (the centre criterion's).
-        """
-        all_poses, all_scores, all_anchor_scores = [], [], []
+        ``absorb_distance``), back to input px."""
+        parts = []
         for maps, ratio in scaled_maps:
             detections = center_criterion.decode(maps["center_maps"])  # leading dims (1, 1)
             poses, scores = poses_from_anchors(detections, maps["keypoint_heatmaps"][0], maps["offsets"][0])
@@ -111,11 +126,20 @@ class DEKRInference:
                     extent=None if input_size is None else (
                         input_size[1] * ratio[0] / stride, input_size[0] * ratio[1] / stride),
                 )  # fmt: skip
-            poses[..., :2] = poses[..., :2] * (stride / poses.new_tensor(ratio))
-            all_poses.append(poses)
-            all_scores.append(scores)
-            all_anchor_scores.append(detections.scores.reshape(-1)[detections.valid.reshape(-1)])
-        return torch.cat(all_poses), torch.cat(all_scores), torch.cat(all_anchor_scores)
+            to_input = stride / poses.new_tensor(ratio)
+            poses[..., :2] = poses[..., :2] * to_input
+            valid = detections.valid.reshape(-1)
+            cells = candidate_positions(detections.anchor_index.reshape(-1)[valid], maps["center_maps"].shape[-1])
+            parts.append(
+                (
+                    poses,
+                    scores,
+                    detections.scores.reshape(-1)[valid],
+                    cells.to(poses.dtype) * to_input,
+                    detections.positions.reshape(-1, 2)[valid] * to_input,
+                )
+            )
+        return PoseCandidates(*(torch.cat(column) for column in zip(*parts)))
 
     def select(self, poses: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """(M,) indices of the poses kept by pose NMS, best first, at most ``max_people``."""

@@ -92,10 +92,10 @@ def candidate_poses(model, cfg, gamma: float):
                 stride=model.stride,
                 size_divisibility=model.backbone.size_divisibility,
             )
-            poses, scores, anchor_scores = settings.candidates(criterion, scaled, model.stride, (input_h, input_w))
-            poses = poses.cpu()
+            found = settings.candidates(criterion, scaled, model.stride, (input_h, input_w))
+            poses = found.poses.cpu()
             poses[..., :2] *= poses.new_tensor([x["width"] / input_w, x["height"] / input_h])
-            out.append((x, poses, scores.cpu(), anchor_scores.cpu()))
+            out.append((x, poses, found.scores.cpu(), found.anchor_scores.cpu()))
     return out
 
 

@@ -56,14 +56,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from adaanchor.anchor import AdaAnchor, candidate_positions  # noqa: E402
-from adaanchor.bottom_up import (  # noqa: E402
-    absorb_to_keypoint_peaks,
-    downsample_ignore_masks,
-    gather_people,
-    pose_nms,
-    poses_from_anchors,
-    region_owner,
-)
+from adaanchor.bottom_up import downsample_ignore_masks, gather_people, region_owner  # noqa: E402
 from adaanchor.data.affine import bottom_up_affine  # noqa: E402
 from adaanchor.data.bottom_up_mapper import BottomUpDatasetMapper  # noqa: E402
 from adaanchor.data.image_io import ImageReadError, read_image  # noqa: E402
@@ -171,40 +164,21 @@ def inference_anchors(model: DEKR, inputs: dict) -> InferenceAnchors:
         stride=stride,
         size_divisibility=model.backbone.size_divisibility,
     )
-    all_poses, all_scores, all_cells, all_centers = [], [], [], []
-    for maps, ratio in scaled_maps:  # as DEKRInference.postprocess, plus the anchors
-        detections = criterion.decode(maps["center_maps"])
-        poses, scores = poses_from_anchors(detections, maps["keypoint_heatmaps"][0], maps["offsets"][0])
-        if settings.absorb_distance > 0:
-            poses = absorb_to_keypoint_peaks(
-                poses, maps["keypoint_heatmaps"][0], max_peaks=settings.max_people,
-                max_distance=settings.absorb_distance * sum(ratio) / 2 / stride,
-            )  # fmt: skip
-        to_input = stride / poses.new_tensor(ratio)
-        valid = detections.valid.reshape(-1)
-        width = maps["center_maps"].shape[-1]
-        cells = candidate_positions(detections.anchor_index.reshape(-1)[valid], width)
-        poses[..., :2] = poses[..., :2] * to_input
-        all_poses.append(poses)
-        all_scores.append(scores)
-        all_cells.append(cells * to_input)
-        all_centers.append(detections.positions.reshape(-1, 2)[valid] * to_input)
-    poses, scores = torch.cat(all_poses), torch.cat(all_scores)
-    keep = pose_nms(
-        poses[..., :2], scores, distance_ratio=settings.nms_distance_ratio, min_close_joints=settings.nms_min_joints
-    )[: settings.max_people]
-    to_original = poses.new_tensor([inputs["width"] / input_w, inputs["height"] / input_h])
-    poses = poses[keep]
+    found = settings.candidates(criterion, scaled_maps, stride, (input_h, input_w))
+    keep = settings.select(found.poses, found.scores)
+    to_original = found.poses.new_tensor([inputs["width"] / input_w, inputs["height"] / input_h])
+    poses = found.poses[keep]
     poses[..., :2] = poses[..., :2] * to_original
-    cells = torch.cat(all_cells)[keep] * to_original
-    centers = torch.cat(all_centers)[keep] * to_original
+    scores = found.scores[keep]
+    cells = found.anchor_cells[keep] * to_original
+    centers = found.anchor_positions[keep] * to_original
     return InferenceAnchors(
         adaptive=isinstance(criterion, AdaAnchor),
         anchor_cells=cells.cpu().numpy().astype(np.float64),
         centers=centers.cpu().numpy().astype(np.float64),
         joint_means=poses[..., :2].mean(dim=1).cpu().numpy().astype(np.float64),
         poses=poses.cpu().numpy().astype(np.float64),
-        scores=scores[keep].cpu().numpy().astype(np.float64),
+        scores=scores.cpu().numpy().astype(np.float64),
     )
 
 

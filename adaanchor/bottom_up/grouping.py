@@ -98,7 +98,7 @@ def group_by_tags(
     num_types = positions.shape[0]
     if sorted(joint_order) != list(range(num_types)):
         raise ValueError(f"joint_order must be a permutation of range({num_types}), got {list(joint_order)}")
-    capacity = max(max_people, 1)
+    capacity = int((scores > detection_threshold).sum())  # every candidate starts at most one person
     joints = np.zeros((capacity, num_types, 3))  # per person: x, y, score of each type
     tag_sums = np.zeros((capacity, tags.shape[2]))  # per person: sum of its joints' tags
     tag_counts = np.zeros(capacity)
@@ -118,11 +118,6 @@ def group_by_tags(
             accept = distance[rows, cols] < tag_threshold
             assigned[rows[accept]] = cols[accept]
         new = np.flatnonzero(assigned < 0)
-        if people + new.size > len(joints):  # grow the person arrays
-            grow = max(people + new.size, 2 * len(joints)) - len(joints)
-            joints = np.concatenate([joints, np.zeros((grow, num_types, 3))])
-            tag_sums = np.concatenate([tag_sums, np.zeros((grow, tag_sums.shape[1]))])
-            tag_counts = np.concatenate([tag_counts, np.zeros(grow)])
         assigned[new] = people + np.arange(new.size)
         people += new.size
         joints[assigned, k] = found

@@ -164,8 +164,7 @@ def absorb_to_keypoint_peaks(
         peaks = torch.minimum(peaks.clamp(min=0), peaks.new_tensor(extent))
     distances = (poses[..., None, :2] - peaks[None]).norm(dim=-1)  # (N, K, P)
     nearest, which = distances.min(dim=-1)  # (N, K)
-    absorbed = torch.gather(peaks[None].expand(poses.shape[0], -1, -1, -1), 2, which[..., None, None].expand(
-        -1, -1, 1, 2))[:, :, 0]  # fmt: skip
+    absorbed = peaks[torch.arange(peaks.shape[0], device=which.device), which]  # (N, K, 2)
     close = nearest < max_distance
     out[..., :2] = torch.where(close[..., None], absorbed, poses[..., :2])
     return out

@@ -1,7 +1,7 @@
 """DEKR inference: network maps -> scored poses in input px (test-time loop, pose decoding, pose NMS)."""
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
@@ -90,7 +90,7 @@ class DEKRInference:
         center_criterion: AnchorCriterion,
         scaled_maps: List[Tuple[Dict[str, torch.Tensor], Tuple[float, float]]],
         stride: int,
-        input_size: Optional[Tuple[int, int]] = None,
+        input_size: Tuple[int, int],
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Poses of one image from its maps at every test scale: :meth:`candidates`, then :meth:`select`.
 
@@ -110,7 +110,7 @@ class DEKRInference:
         center_criterion: AnchorCriterion,
         scaled_maps: List[Tuple[Dict[str, torch.Tensor], Tuple[float, float]]],
         stride: int,
-        input_size: Optional[Tuple[int, int]] = None,
+        input_size: Tuple[int, int],
     ) -> PoseCandidates:
         """The poses of every decoded person anchor at every scale, before pose NMS (arguments as
         :meth:`postprocess`): decode, pose = anchor + offsets, joints absorbed to heatmap peaks (if
@@ -123,8 +123,7 @@ class DEKRInference:
                 poses = absorb_to_keypoint_peaks(
                     poses, maps["keypoint_heatmaps"][0], max_peaks=self.max_people,
                     max_distance=self.absorb_distance * sum(ratio) / 2 / stride,
-                    extent=None if input_size is None else (
-                        input_size[1] * ratio[0] / stride, input_size[0] * ratio[1] / stride),
+                    extent=(input_size[1] * ratio[0] / stride, input_size[0] * ratio[1] / stride),
                 )  # fmt: skip
             to_input = stride / poses.new_tensor(ratio)
             poses[..., :2] = poses[..., :2] * to_input

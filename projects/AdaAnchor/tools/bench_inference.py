@@ -155,7 +155,8 @@ def _figures(device, args, log):
             settings = model.inference_settings
 
             def postprocess(m=model, maps=maps, settings=settings):
-                poses, scores = settings.postprocess(m.center_criterion, [(maps, (1.0, 1.0))], m.stride)
+                input_size = tuple(m.stride * n for n in maps["center_maps"].shape[-2:])  # the maps cover the input
+                poses, scores = settings.postprocess(m.center_criterion, [(maps, (1.0, 1.0))], m.stride, input_size)
                 poses[..., :2] *= 2.0  # back to the original image (its size is 2x the input here)
                 return poses, scores
 

@@ -77,16 +77,15 @@ class _TimedStep:
         return {phase: statistics.median(values) for phase, values in self.times.items()}
 
 
-def _draw_batches(cfg, count, figures):
-    """``count`` batches from the config's training loader, drawn before any timing (its worker then stops)."""
+def _draw_batches(cfg, count):
+    """``count`` batches from the config's training loader, drawn before any timing (its worker then stops),
+    and the seconds per batch that took."""
     from adaanchor.engine import AdaAnchorTrainer
 
     loader = iter(AdaAnchorTrainer.build_train_loader(cfg))
     start = time.perf_counter()
     batches = [next(loader) for _ in range(count)]
-    figures["data_s_per_batch"] = (time.perf_counter() - start) / count
-    del loader
-    return batches
+    return batches, (time.perf_counter() - start) / count
 
 
 def run(args):
@@ -100,10 +99,11 @@ def run(args):
     if args.before:
         variants["before"] = [*args.opts, *args.before, "MODEL.ADAANCHOR.ENABLED", True]
     cfgs = {name: build_cfg(args.config_file, opts) for name, opts in variants.items()}
-    batches = {"adaanchor": _draw_batches(cfgs["adaanchor"], args.warmup + args.repeats, figures)}
+    batches = {}
+    batches["adaanchor"], figures["data_s_per_batch"] = _draw_batches(cfgs["adaanchor"], args.warmup + args.repeats)
     batches["heatmap"] = batches["adaanchor"]  # the two variants train on the same batches
     if args.before:
-        batches["before"] = _draw_batches(cfgs["before"], args.warmup + args.repeats, {})
+        batches["before"], _ = _draw_batches(cfgs["before"], args.warmup + args.repeats)
     models = {name: _TimedStep(cfg) for name, cfg in cfgs.items()}
     with EventStorage():
         for i in range(args.warmup + args.repeats):

@@ -1,32 +1,23 @@
 """The Associative Embedding meta-architecture: losses for both anchors, inference outputs (flip test with
 concatenated tags), and the tag read-out."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 pytest.importorskip("detectron2")
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 import adaanchor.modeling  # noqa: E402,F401
-from adaanchor.config import add_adaanchor_config  # noqa: E402
 from adaanchor.modeling.associative_embedding import tags_at_cells  # noqa: E402
+from test_dekr_model import _cfg as dekr_cfg  # noqa: E402
 from test_dekr_model import _person, _training_input  # noqa: E402  (the same bottom-up inputs)
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _cfg(*opts):
-    cfg = get_cfg()
-    add_adaanchor_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "synthetic_dekr_adaanchor.yaml"))
-    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "AssociativeEmbedding", "MODEL.HRNET.OUT_FEATURES", ["hr2"],
-                         "MODEL.DEVICE", "cpu", *opts])  # fmt: skip
-    return cfg
+    return dekr_cfg("synthetic_dekr_adaanchor.yaml", "MODEL.META_ARCHITECTURE", "AssociativeEmbedding",
+                    "MODEL.HRNET.OUT_FEATURES", ["hr2"], *opts)  # fmt: skip
 
 
 def test_tags_are_read_at_the_cells_of_the_points():

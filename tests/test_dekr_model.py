@@ -7,23 +7,19 @@ import torch
 
 pytest.importorskip("detectron2")
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Instances, Keypoints  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 import adaanchor.modeling  # noqa: E402,F401
-from adaanchor.config import add_adaanchor_config  # noqa: E402
+from adaanchor.engine import build_cfg  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _cfg(name, *opts):
-    cfg = get_cfg()
-    add_adaanchor_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / name))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
-    return cfg
+    """The frozen config of ``configs/<name>`` on CPU, with overrides."""
+    return build_cfg(str(CONFIGS / name), ["MODEL.DEVICE", "cpu", *opts])
 
 
 def _training_input(size, people):

@@ -154,14 +154,17 @@ def test_demo_on_a_folder_of_odd_files_processes_the_images_and_says_why_it_skip
     assert peak < 2500, peak
 
 
+# One COCO image with one person labelled at one keypoint (for the evaluations without predictions).
+ONE_PERSON_GT = {
+    "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 50],
+                     "area": 2500, "num_keypoints": 1, "keypoints": [30, 30, 2] + [0, 0, 0] * 16}],
+    "categories": [{"id": 1, "name": "person"}],
+}  # fmt: skip
+
+
 def test_evaluation_without_any_prediction_says_so(tmp_path):
-    gt = {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 50],
-                         "area": 2500, "num_keypoints": 1, "keypoints": [30, 30, 2] + [0, 0, 0] * 16}],
-        "categories": [{"id": 1, "name": "person"}],
-    }  # fmt: skip
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "gt.json").write_text(json.dumps(ONE_PERSON_GT))
     (tmp_path / "dt.json").write_text("[]")
     proc = subprocess.run(
         [sys.executable, "-m", "adaanchor.evaluation", "--gt", str(tmp_path / "gt.json"), "--dt",
@@ -178,12 +181,6 @@ def test_training_evaluation_without_any_prediction_says_so(tmp_path):
 
     from adaanchor.evaluation import evaluate_keypoints
 
-    gt = {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 50],
-                         "area": 2500, "num_keypoints": 1, "keypoints": [30, 30, 2] + [0, 0, 0] * 16}],
-        "categories": [{"id": 1, "name": "person"}],
-    }  # fmt: skip
     with Capture("adaanchor.evaluation") as log:
-        evaluate_keypoints(gt, [], dataset="coco", per_keypoint=False)
+        evaluate_keypoints(ONE_PERSON_GT, [], dataset="coco", per_keypoint=False)
     assert "No predictions at all" in log.text

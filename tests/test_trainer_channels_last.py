@@ -1,31 +1,23 @@
 """The trainer keeps CPU models channels-last: same losses, gradients and inference outputs as NCHW."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("detectron2")
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Instances, Keypoints  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 import adaanchor.modeling  # noqa: E402,F401
-from adaanchor.config import add_adaanchor_config  # noqa: E402
 from adaanchor.engine.trainer import use_channels_last  # noqa: E402
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from test_dekr_model import _cfg as dekr_cfg  # noqa: E402
 
 
 def _cfg(*opts):
-    cfg = get_cfg()
-    add_adaanchor_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "synthetic_dekr_adaanchor.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
-    return cfg
+    return dekr_cfg("synthetic_dekr_adaanchor.yaml", *opts)
 
 
 def _batch(size=128):

@@ -38,6 +38,12 @@ def add_anchor_config(cfg: CN) -> None:
     cfg.MODEL.ADAANCHOR.ENABLED = True
     # Positives per target: the top-k candidates by anchor score (paper eq. 11, k = 20; 1 = "w/o multiple anchors").
     cfg.MODEL.ADAANCHOR.TOPK = 20
+    # Which cells become a target's positives: "adaptive" (top-k by anchor score, the paper); "nearest" (the
+    # FixAnchor baseline of the paper's Table 1: the k cells nearest the target, everything else as AdaAnchor);
+    # "regression" (the regression-anchor baseline: one fixed anchor per batch item, the map centre, whose offset
+    # is the spatial mean of the offset maps - direct coordinate regression, no confidence; only for hosts with
+    # one target per type, the ROI keypoint head).
+    cfg.MODEL.ADAANCHOR.SELECTION = "adaptive"
     # Regression score kernel: "gaussian" exp(-d^2 / 2 sigma^2) (paper eq. 8) or "laplacian" exp(-|d|_1 / b) (SAR).
     cfg.MODEL.ADAANCHOR.KERNEL = "gaussian"
     # Kernel width: sigma of the Gaussian or b of the Laplacian, feature-map px (paper: sigma = 4).
@@ -165,10 +171,18 @@ def add_ae_config(cfg: CN) -> None:
 
 def add_roi_keypoint_head_config(cfg: CN) -> None:
     """MODEL.ROI_KEYPOINT_HEAD (Detectron2's node): what AdaAnchor's ROI keypoint head adds
-    (MODEL.ROI_KEYPOINT_HEAD.NAME "build_anchor_keypoint_head"; the anchor criterion is MODEL.ADAANCHOR)."""
+    (MODEL.ROI_KEYPOINT_HEAD.NAME "build_anchor_keypoint_head"; the anchor criterion is MODEL.ADAANCHOR), and
+    MODEL.KEYPOINT_RCNN, the ground-truth-box protocol of the KeypointRCNN meta-architecture."""
     # Bilinear upsampling of the anchor maps after the stride-2 deconvolution (Detectron2's heatmaps: x2, to 56 x 56;
     # AdaAnchor's offsets make it unnecessary: 1 keeps the 28 x 28 maps of a 14 x 14 pool).
     cfg.MODEL.ROI_KEYPOINT_HEAD.UPSAMPLE_FACTOR = 1
+    # The paper's single-keypoint protocol for MODEL.META_ARCHITECTURE "KeypointRCNN"
+    # (adaanchor.modeling.roi_heads.meta_arch): keypoints on the ground-truth person boxes.
+    cfg.MODEL.KEYPOINT_RCNN = CN()
+    # Train the backbone and keypoint head on ground-truth boxes only (RPN and box head frozen and bypassed).
+    cfg.MODEL.KEYPOINT_RCNN.TRAIN_ON_GT_BOXES = False
+    # Test on ground-truth boxes (box score 1; person score = mean keypoint score) instead of detections.
+    cfg.MODEL.KEYPOINT_RCNN.TEST_ON_GT_BOXES = False
 
 
 def add_bottom_up_input_config(cfg: CN) -> None:

@@ -23,7 +23,7 @@ from .candidates import (
     to_feature_px,
     to_input_px,
 )
-from .criterion import AdaAnchor, AnchorCriterion, HeatmapAnchor, build_anchor_criterion
+from .criterion import AdaAnchor, AnchorCriterion, HeatmapAnchor, RegressionAnchor, build_anchor_criterion
 from .decoding import Detections, decode_multiple_targets, decode_single_target, distance_nms
 from .flip import flip_maps_back, flip_vectors_back
 from .heatmap import decode_heatmap, heatmap_loss, heatmap_targets
@@ -43,6 +43,7 @@ __all__ = [
     "adaanchor_losses",
     "anchor_scores",
     "assign_adaptive_anchors",
+    "RegressionAnchor",
     "build_anchor_criterion",
     "candidate_grid",
     "candidate_positions",

@@ -16,7 +16,8 @@ Maps: (B, C, H, W) with C = :attr:`AnchorCriterion.num_channels`, channel group 
 
 - :class:`AdaAnchor`: ``[K confidence logits | 2K coarse offsets | 2K local offsets]`` (the local group only
   with local refinement); offsets in feature-map px, channels ``(dx_0, dy_0, dx_1, dy_1, ...)``;
-- :class:`HeatmapAnchor`: ``[K heatmaps]``.
+- :class:`HeatmapAnchor`: ``[K heatmaps]``;
+- :class:`RegressionAnchor` (a baseline, one target per type): ``[2K offsets]``.
 
 Units: feature-map px; cell (i, j) sits at (j + 0.5, i + 0.5). Targets arrive as (B, K, T, 2) feature px with
 ``target_valid`` (B, K, T) bool.
@@ -30,7 +31,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .assignment import DEFAULT_CHUNK_SIZE, AnchorAssignment, assign_adaptive_anchors
+from .assignment import DEFAULT_CHUNK_SIZE, AnchorAssignment, assign_adaptive_anchors, usable_targets
 from .candidates import CandidateEstimates
 from .decoding import Detections, decode_multiple_targets, decode_single_target
 from .flip import flip_maps_back, flip_vectors_back
@@ -38,7 +39,10 @@ from .heatmap import decode_heatmap, heatmap_loss, heatmap_targets
 from .losses import adaanchor_losses
 from .scoring import FUSIONS, KERNELS
 
-__all__ = ["AnchorCriterion", "AdaAnchor", "HeatmapAnchor", "build_anchor_criterion"]
+__all__ = ["AnchorCriterion", "AdaAnchor", "HeatmapAnchor", "RegressionAnchor", "build_anchor_criterion", "SELECTIONS"]
+
+#: Values of MODEL.ADAANCHOR.SELECTION (see adaanchor.config): AdaAnchor's own, FixAnchor, regression-anchor.
+SELECTIONS = ("adaptive", "nearest", "regression")
 
 
 class AnchorCriterion(ABC):
@@ -123,12 +127,16 @@ class AdaAnchor(AnchorCriterion):
     """Adaptive anchors (paper section 3): every cell predicts, per type, a confidence c, a coarse offset and
     (with local refinement) a local offset; each target trains its top-k cells by c x r (eq. 8-12).
 
+    ``selection="nearest"`` is the paper's FixAnchor baseline: the positives are the k cells nearest each target
+    (the assignment ranks by the kernel of the cell-to-target distance alone), everything else unchanged.
+
     Defaults are the paper's; the config keys are those of :func:`build_anchor_criterion`.
     """
 
     num_types: int
     loss_prefix: str = "loss"
     topk: int = 20
+    selection: str = "adaptive"
     kernel: str = "gaussian"
     kernel_width: float = 4.0
     fusion: str = "mul"
@@ -179,8 +187,12 @@ class AdaAnchor(AnchorCriterion):
         no target (ignore masks concern the heatmap MSE of the baseline).
         """
         logits, coarse, local = self.split(maps)
+        if self.selection == "nearest":  # FixAnchor: confidence 1 and zero offsets, so distance alone ranks
+            ranking_confidence, ranking_estimates = torch.ones_like(logits), CandidateEstimates(torch.zeros_like(coarse))
+        else:
+            ranking_confidence, ranking_estimates = logits.detach().sigmoid(), CandidateEstimates(coarse, local)
         assignment = assign_adaptive_anchors(
-            logits.detach().sigmoid(), CandidateEstimates(coarse, local), targets, target_valid,
+            ranking_confidence, ranking_estimates, targets, target_valid,
             topk=self.topk, kernel=self.kernel, kernel_width=self.kernel_width, fusion=self.fusion,
             target_margin=self.margin, chunk_size=self.chunk_size,
         )  # fmt: skip
@@ -286,8 +298,72 @@ class HeatmapAnchor(AnchorCriterion):
         return flip_maps_back(maps, flip_indices)
 
 
+@dataclass
+class RegressionAnchor(AnchorCriterion):
+    """The regression-anchor baseline of the paper's Table 1: one fixed anchor per batch item, at the map centre
+    (W / 2, H / 2), regresses each type's one target directly. Its offset is the spatial mean of the type's two
+    offset channels (global average pooling before the head's last, linear layer: direct coordinate
+    regression), trained with L1 (summed over x, y, divided by the targets used, times ``offset_loss_weight``).
+    It predicts no confidence: decoded scores are 1. Only for hosts with one target per type (the ROI head):
+    :meth:`decode` (m > 1) is unavailable.
+    """
+
+    num_types: int
+    loss_prefix: str = "loss"
+    margin: float = 8.0
+    offset_loss_weight: float = 1.0
+
+    @property
+    def num_channels(self) -> int:
+        return 2 * self.num_types
+
+    @property
+    def output_bias(self) -> Tuple[float, ...]:
+        return (0.0,) * self.num_channels
+
+    @property
+    def target_margin(self) -> float:
+        return self.margin
+
+    @property
+    def max_detections(self) -> int:
+        return 1
+
+    def predictions(self, maps: Tensor) -> Tensor:
+        """(B, 2K, H, W) -> (B, K, 2) the regressed positions, feature-map px."""
+        self._check_maps(maps)
+        b, _, h, w = maps.shape
+        return maps.mean(dim=(2, 3)).view(b, self.num_types, 2) + maps.new_tensor([w / 2, h / 2])
+
+    def losses(self, maps, targets, target_valid, loss_mask=None):
+        """``offset``: L1 of the regressed positions; one target per type (T = 1). ``loss_mask`` is not used."""
+        if targets.shape[2] != 1:
+            raise ValueError(f"the regression anchor serves one target per type, got targets {tuple(targets.shape)}")
+        h, w = maps.shape[-2:]
+        used = usable_targets(targets, target_valid, h, w, self.margin)[..., 0]
+        error = (self.predictions(maps) - targets[:, :, 0]).abs().sum(-1)
+        loss = torch.where(used, error, torch.zeros_like(error)).sum() / used.sum().clamp(min=1)
+        return self._named({"offset": loss * self.offset_loss_weight}), None
+
+    def decode(self, maps: Tensor) -> Detections:
+        raise NotImplementedError("the regression anchor predicts one target per type: use decode_single")
+
+    def decode_single(self, maps: Tensor) -> Tensor:
+        positions = self.predictions(maps)
+        return torch.cat([positions, positions.new_ones(positions.shape[:-1] + (1,))], dim=-1)
+
+    def confidence(self, maps: Tensor) -> Tensor:
+        self._check_maps(maps)
+        b, _, h, w = maps.shape
+        return maps.new_ones(b, self.num_types, h, w)
+
+    def flip_back(self, maps: Tensor, flip_indices: Sequence[int]) -> Tensor:
+        self._check_maps(maps)
+        return flip_vectors_back(maps, flip_indices)
+
+
 def build_anchor_criterion(
-    cfg, num_types: int, *, loss_prefix: str, heatmap_sigma_key: Optional[str]
+    cfg, num_types: int, *, loss_prefix: str, heatmap_sigma_key: Optional[str], one_target_per_type: bool = False
 ) -> AnchorCriterion:
     """The criterion a config asks for: :class:`AdaAnchor` when ``MODEL.ADAANCHOR.ENABLED``, else
     :class:`HeatmapAnchor`. Every key is read here and checked, and a bad value raises ValueError naming it.
@@ -300,11 +376,22 @@ def build_anchor_criterion(
             ``"MODEL.DEKR.CENTER_SIGMA"``: a centre and a keypoint sigma are different quantities, so each
             host owns its own. None: the host has a baseline of its own (the ROI head: Detectron2's heatmap
             head), and asking for the heatmap anchor is an error.
+        one_target_per_type: the host has exactly one target per type and batch item (the ROI head); only such
+            hosts take ``MODEL.ADAANCHOR.SELECTION "regression"``.
     """
     if num_types < 1:
         raise ValueError(f"an anchor criterion needs at least one type, got {num_types}")
     a, h = cfg.MODEL.ADAANCHOR, cfg.MODEL.HEATMAP_ANCHOR
     if a.ENABLED:
+        _require(a.SELECTION in SELECTIONS, "MODEL.ADAANCHOR.SELECTION", a.SELECTION, f"must be one of {SELECTIONS}")
+        if a.SELECTION == "regression":
+            rule = "is only for hosts with one target per type (the ROI keypoint head)"
+            _require(one_target_per_type, "MODEL.ADAANCHOR.SELECTION", a.SELECTION, rule)
+            _require(a.TARGET_MARGIN >= 0, "MODEL.ADAANCHOR.TARGET_MARGIN", a.TARGET_MARGIN, "must be >= 0")
+            return RegressionAnchor(
+                num_types=num_types, loss_prefix=loss_prefix, margin=a.TARGET_MARGIN,
+                offset_loss_weight=a.OFFSET_LOSS_WEIGHT,
+            )  # fmt: skip
         _require(a.TOPK >= 1, "MODEL.ADAANCHOR.TOPK", a.TOPK, "must be >= 1")
         _require(a.KERNEL in KERNELS, "MODEL.ADAANCHOR.KERNEL", a.KERNEL, f"must be one of {sorted(KERNELS)}")
         _require(a.KERNEL_WIDTH > 0, "MODEL.ADAANCHOR.KERNEL_WIDTH", a.KERNEL_WIDTH, "must be > 0")
@@ -326,9 +413,9 @@ def build_anchor_criterion(
         _require(t.MERGE_RADIUS >= 0, "MODEL.ADAANCHOR.TEST.MERGE_RADIUS", t.MERGE_RADIUS, "must be >= 0")
         _require(t.MAX_DETECTIONS >= 1, "MODEL.ADAANCHOR.TEST.MAX_DETECTIONS", t.MAX_DETECTIONS, "must be >= 1")
         return AdaAnchor(
-            num_types=num_types, loss_prefix=loss_prefix, topk=a.TOPK, kernel=a.KERNEL, kernel_width=a.KERNEL_WIDTH,
-            fusion=a.FUSION, local_refinement=a.LOCAL_REFINEMENT, local_radius=a.LOCAL_RADIUS,
-            margin=a.TARGET_MARGIN, focal_alpha=a.FOCAL_ALPHA, focal_gamma=a.FOCAL_GAMMA, prior_prob=a.PRIOR_PROB,
+            num_types=num_types, loss_prefix=loss_prefix, topk=a.TOPK, selection=a.SELECTION, kernel=a.KERNEL,
+            kernel_width=a.KERNEL_WIDTH, fusion=a.FUSION, local_refinement=a.LOCAL_REFINEMENT,
+            local_radius=a.LOCAL_RADIUS, margin=a.TARGET_MARGIN, focal_alpha=a.FOCAL_ALPHA, focal_gamma=a.FOCAL_GAMMA, prior_prob=a.PRIOR_PROB,
             confidence_loss_weight=a.CONFIDENCE_LOSS_WEIGHT, offset_loss_weight=a.OFFSET_LOSS_WEIGHT,
             local_offset_loss_weight=a.LOCAL_OFFSET_LOSS_WEIGHT, chunk_size=a.ASSIGNMENT_CHUNK_SIZE,
             confidence_threshold=t.CONFIDENCE_THRESHOLD, merge_radius=t.MERGE_RADIUS, detections=t.MAX_DETECTIONS,

@@ -38,6 +38,7 @@ from adaanchor.data.bottom_up_mapper import BottomUpDatasetMapper  # noqa: E402
 from adaanchor.data.skips import format_skip_summary, reset_skip_counts, skip_counts  # noqa: E402
 from adaanchor.engine.checkpoint import AdaAnchorCheckpointer  # noqa: E402
 from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator  # noqa: E402
+from adaanchor.modeling.roi_heads.meta_arch import ground_truth_box_test_mapper  # noqa: E402
 
 DATASET_MAPPERS = ("bottom_up", "detectron2")
 
@@ -69,9 +70,13 @@ def ddp_device_kwargs() -> dict:
 
 
 def use_channels_last(model: torch.nn.Module, device) -> torch.nn.Module:
-    """Keep a CPU model's 4-d parameters channels-last (convolutions then run NHWC); GPU models unchanged."""
+    """Keep a CPU model's 4-d parameters channels-last (convolutions then run NHWC); GPU models unchanged.
+
+    In an R-CNN (a model with ``roi_heads``) only the backbone: Detectron2's ROI heads ``view`` their outputs as
+    contiguous NCHW tensors, and their inputs (ROIAlign's) are NCHW anyway.
+    """
     if torch.device(device).type == "cpu":
-        model.to(memory_format=torch.channels_last)
+        (model.backbone if hasattr(model, "roi_heads") else model).to(memory_format=torch.channels_last)
     return model
 
 
@@ -120,11 +125,20 @@ class AdaAnchorTrainer(DefaultTrainer):
 
     @staticmethod
     def build_mapper(cfg, is_train: bool):
-        """The mapper INPUT.DATASET_MAPPER_NAME names; None for Detectron2's default DatasetMapper."""
+        """The mapper INPUT.DATASET_MAPPER_NAME names; None for Detectron2's default DatasetMapper (at test time
+        with MODEL.KEYPOINT_RCNN.TEST_ON_GT_BOXES, one that keeps the annotations)."""
         name = cfg.INPUT.DATASET_MAPPER_NAME
         if name not in DATASET_MAPPERS:
             raise ValueError(f"INPUT.DATASET_MAPPER_NAME must be one of {DATASET_MAPPERS}, got {name!r}")
-        return BottomUpDatasetMapper(cfg, is_train=is_train) if name == "bottom_up" else None
+        if name == "bottom_up":
+            return BottomUpDatasetMapper(cfg, is_train=is_train)
+        gt_boxes = cfg.MODEL.KEYPOINT_RCNN
+        if (gt_boxes.TEST_ON_GT_BOXES or gt_boxes.TRAIN_ON_GT_BOXES) and cfg.MODEL.META_ARCHITECTURE != "KeypointRCNN":
+            raise ValueError(
+                "MODEL.KEYPOINT_RCNN.TEST_ON_GT_BOXES / TRAIN_ON_GT_BOXES need MODEL.META_ARCHITECTURE 'KeypointRCNN', "
+                f"got {cfg.MODEL.META_ARCHITECTURE!r}"
+            )
+        return None if is_train or not gt_boxes.TEST_ON_GT_BOXES else ground_truth_box_test_mapper(cfg)
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -11,6 +11,8 @@ offsets make that unnecessary). Each ROI is one batch item of the criterion, wit
 target per type: the proposal's ground-truth keypoint in continuous ROI-map px (no flooring), labelled
 keypoints with v = 1 included, keypoints cut off by the box kept as targets within the criterion's margin.
 Inference decodes all ROIs at once with m = 1 (Detectron2's ``heatmaps_to_keypoints`` loops over ROIs).
+``MODEL.ADAANCHOR.SELECTION`` gives the paper's Table 1 baselines on the same head: "nearest" (FixAnchor) and
+"regression" (regression-anchor: one fixed anchor per ROI, scores 1).
 
 Units: ROI-map px, cell (i, j) of an S x S map at (j + 0.5, i + 0.5); a box (x0, y0, x1, y1) in image px maps
 x to (x - x0) * S / (x1 - x0).
@@ -99,7 +101,9 @@ class AdaAnchorKeypointHead(nn.Module):
             raise ValueError("AdaAnchorKeypointHead needs MODEL.ADAANCHOR.ENABLED (build_anchor_keypoint_head picks)")
         if h.UPSAMPLE_FACTOR < 1:
             raise ValueError(f"MODEL.ROI_KEYPOINT_HEAD.UPSAMPLE_FACTOR must be >= 1, got {h.UPSAMPLE_FACTOR}")
-        criterion = build_anchor_criterion(cfg, h.NUM_KEYPOINTS, loss_prefix="loss_keypoint", heatmap_sigma_key=None)
+        criterion = build_anchor_criterion(
+            cfg, h.NUM_KEYPOINTS, loss_prefix="loss_keypoint", heatmap_sigma_key=None, one_target_per_type=True
+        )
         return {
             "input_shape": input_shape,
             "criterion": criterion,

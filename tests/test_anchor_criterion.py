@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaanchor.anchor import AdaAnchor, AnchorCriterion, HeatmapAnchor
+from adaanchor.anchor import AdaAnchor, AnchorCriterion, HeatmapAnchor, RegressionAnchor
+from adaanchor.anchor.candidates import candidate_positions
 from adaanchor.bottom_up import FlipTest, TestTimeAugmentation
 
 # (name, B, K, T, H, W): DEKR centres, bottom-up AE keypoints, ROI keypoints (each ROI a batch item, T = 1)
@@ -154,3 +155,42 @@ def test_flip_averaged_adaanchor_outputs_equal_the_unflipped_ones(num_types, fli
     torch.testing.assert_close(coarse, plain_coarse)
     torch.testing.assert_close(local, plain_local)
     assert (plain_local - plain_coarse).abs().max() > 1e-2  # the groups differ, so a mix-up would show
+
+
+def test_fixanchor_positives_are_the_k_nearest_cells_whatever_the_maps_predict():
+    """selection "nearest" (the paper's FixAnchor): the assignment ignores confidence and offsets."""
+    torch.manual_seed(0)
+    b, k, h, w, topk = 2, 3, 12, 10, 5
+    criterion = AdaAnchor(num_types=k, topk=topk, selection="nearest")
+    maps = torch.randn(b, criterion.num_channels, h, w) * 3
+    targets = torch.rand(b, k, 1, 2) * torch.tensor([w, h])
+    _, assignment = criterion.losses(maps, targets, torch.ones(b, k, 1, dtype=torch.bool))
+    cells = candidate_positions(torch.arange(h * w), w)  # (H * W, 2) cell centres
+    nearest = torch.cdist(targets.reshape(-1, 2), cells).topk(topk, largest=False).indices  # (B * K, k)
+    positive = assignment.positive.reshape(b * k, h * w)
+    for m in range(b * k):
+        assert positive[m].nonzero().squeeze(1).tolist() == sorted(nearest[m].tolist())
+    adaptive = AdaAnchor(num_types=k, topk=topk).losses(maps, targets, torch.ones(b, k, 1, dtype=torch.bool))[1]
+    assert not torch.equal(adaptive.positive, assignment.positive)  # the adaptive choice follows the maps
+
+
+def test_regression_anchor_regresses_from_the_map_centre():
+    criterion = RegressionAnchor(num_types=2, loss_prefix="loss_keypoint", margin=1.0, offset_loss_weight=0.5)
+    assert criterion.num_channels == 4 and criterion.output_bias == (0.0,) * 4 and criterion.max_detections == 1
+    maps = torch.zeros(1, 4, 8, 6, requires_grad=True)
+    with torch.no_grad():
+        maps[0, 0, 0, 0] = 48.0  # type 0: mean dx = 1 (48 cells), dy = 0
+        maps[0, 3] = -2.0  # type 1: dy = -2 everywhere
+    decoded = criterion.decode_single(maps)
+    torch.testing.assert_close(decoded, torch.tensor([[[4.0, 4.0, 1.0], [3.0, 2.0, 1.0]]]))  # centre (3, 4)
+    targets = torch.tensor([[[[5.0, 4.0]], [[10.0, 2.0]]]])  # type 1 lies 4 px beyond the 1 px margin: unused
+    losses, assignment = criterion.losses(maps, targets, torch.ones(1, 2, 1, dtype=torch.bool))
+    assert assignment is None and set(losses) == {"loss_keypoint_offset"}
+    assert losses["loss_keypoint_offset"].item() == pytest.approx(0.5 * (1.0 + 0.0) / 1)
+    losses["loss_keypoint_offset"].backward()
+    assert maps.grad[0, 2:].abs().sum() == 0 and maps.grad[0, 0].abs().sum() > 0
+    torch.testing.assert_close(criterion.flip_back(criterion.flip_back(maps, [1, 0]), [1, 0]), maps)
+    with pytest.raises(NotImplementedError, match="decode_single"):
+        criterion.decode(maps)
+    with pytest.raises(ValueError, match="one target per type"):
+        criterion.losses(maps, targets.repeat(1, 1, 2, 1), torch.ones(1, 2, 2, dtype=torch.bool))

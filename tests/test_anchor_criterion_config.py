@@ -6,7 +6,7 @@ pytest.importorskip("detectron2")
 
 from detectron2.config import get_cfg  # noqa: E402
 
-from adaanchor.anchor import AdaAnchor, HeatmapAnchor, build_anchor_criterion  # noqa: E402
+from adaanchor.anchor import AdaAnchor, HeatmapAnchor, RegressionAnchor, build_anchor_criterion  # noqa: E402
 from adaanchor.config import add_adaanchor_config  # noqa: E402
 from adaanchor.engine import AdaAnchorTrainer  # noqa: E402
 
@@ -55,11 +55,25 @@ def test_the_heatmap_sigma_is_the_hosts_key():
         ("MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", 2.0),
         ("MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", -0.1),
         ("MODEL.ADAANCHOR.TEST.MAX_DETECTIONS", 0),
+        ("MODEL.ADAANCHOR.SELECTION", "random"),
+        ("MODEL.ADAANCHOR.SELECTION", "regression"),  # DEKR's centres: many targets per type
     ],
 )
 def test_bad_adaanchor_values_are_rejected_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         build_anchor_criterion(_cfg(key, value), 1, loss_prefix="loss_center", heatmap_sigma_key=SIGMA_KEY)
+
+
+def test_the_table_1_baselines_are_one_key_away():
+    def build(*opts, **kwargs):
+        return build_anchor_criterion(_cfg(*opts), 14, loss_prefix="loss_keypoint", heatmap_sigma_key=None, **kwargs)
+
+    assert build().selection == "adaptive"
+    assert build("MODEL.ADAANCHOR.SELECTION", "nearest").selection == "nearest"
+    regression = build("MODEL.ADAANCHOR.SELECTION", "regression", "MODEL.ADAANCHOR.TARGET_MARGIN", 3.0,
+                       "MODEL.ADAANCHOR.OFFSET_LOSS_WEIGHT", 0.5, one_target_per_type=True)  # fmt: skip
+    assert isinstance(regression, RegressionAnchor) and regression.num_channels == 28
+    assert (regression.target_margin, regression.offset_loss_weight) == (3.0, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -74,5 +88,7 @@ def test_bad_heatmap_anchor_values_are_rejected_naming_the_key(key, value):
 
 def test_the_mapper_comes_from_the_config():
     assert AdaAnchorTrainer.build_mapper(_cfg(), is_train=True) is None  # Detectron2's DatasetMapper
+    with pytest.raises(ValueError, match="MODEL.KEYPOINT_RCNN.TEST_ON_GT_BOXES.*KeypointRCNN"):
+        AdaAnchorTrainer.build_mapper(_cfg("MODEL.KEYPOINT_RCNN.TEST_ON_GT_BOXES", True), is_train=False)
     with pytest.raises(ValueError, match="INPUT.DATASET_MAPPER_NAME"):
         AdaAnchorTrainer.build_mapper(_cfg("INPUT.DATASET_MAPPER_NAME", "top_down"), is_train=True)

@@ -253,3 +253,20 @@ def test_webcam_without_a_camera_says_so(tmp_path):
     status, log = _demo(tmp_path, "--webcam", timeout=120)
     assert status == 2, log[-3000:]
     assert "--webcam: cannot open camera 0 (cv2.VideoCapture(0)): no camera, or it is in use" in log
+
+
+def test_demo_draws_keypoint_rcnn_poses_on_a_real_image(tmp_path, shared_data):
+    """The ROI host: an (untrained) AdaAnchor Keypoint R-CNN on a real CrowdPose image, every box kept."""
+    image = shared_data / "crowdpose" / "103319.jpg"
+    proc = subprocess.run(
+        [sys.executable, "projects/AdaAnchor/demo.py", "--config-file", "configs/synthetic_krcnn_adaanchor.yaml",
+         "--input", str(image), "--output", str(tmp_path / "vis"), "--confidence-threshold", "0.0",
+         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    drawing, original = cv2.imread(str(tmp_path / "vis" / "103319.jpg")), cv2.imread(str(image))
+    assert drawing.shape == original.shape
+    assert (np.abs(drawing.astype(int) - original).max(axis=2) > 80).sum() > 500  # lines drawn, not JPEG noise
+    predictions = json.loads((tmp_path / "vis" / "103319.json").read_text())
+    assert predictions and all(set(p) == RESULT_KEYS and len(p["keypoints"]) == 14 * 3 for p in predictions)

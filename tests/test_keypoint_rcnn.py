@@ -33,7 +33,9 @@ def _input(with_instances=True):
             "file_name": "people.jpg"}  # fmt: skip
     if with_instances:
         people = Instances((96, 128))
-        people.gt_boxes = Boxes(torch.tensor([[10.0, 8.0, 50.0, 90.0], [60.0, 4.0, 120.0, 80.0], [0.0, 0.0, 30.0, 30.0]]))
+        people.gt_boxes = Boxes(
+            torch.tensor([[10.0, 8.0, 50.0, 90.0], [60.0, 4.0, 120.0, 80.0], [0.0, 0.0, 30.0, 30.0]])
+        )
         people.gt_classes = torch.zeros(3, dtype=torch.long)
         keypoints = torch.zeros(3, 14, 3)
         keypoints[0, :, :2] = torch.tensor([30.0, 50.0])
@@ -55,7 +57,9 @@ def test_training_on_ground_truth_boxes_trains_only_the_backbone_and_keypoint_he
     assert set(losses) == {"loss_keypoint_confidence", "loss_keypoint_offset", "loss_keypoint_local_offset"}
     sum(losses.values()).backward()
     trained = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-    assert any(n.startswith("backbone.") for n in trained) and any(n.startswith("roi_heads.keypoint_head") for n in trained)
+    assert any(n.startswith("backbone.") for n in trained) and any(
+        n.startswith("roi_heads.keypoint_head") for n in trained
+    )
 
 
 @pytest.mark.parametrize("anchor", ["adaanchor", "heatmap"])

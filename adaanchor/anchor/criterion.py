@@ -188,7 +188,9 @@ class AdaAnchor(AnchorCriterion):
         """
         logits, coarse, local = self.split(maps)
         if self.selection == "nearest":  # FixAnchor: confidence 1 and zero offsets, so distance alone ranks
-            ranking_confidence, ranking_estimates = torch.ones_like(logits), CandidateEstimates(torch.zeros_like(coarse))
+            ranking_confidence, ranking_estimates = torch.ones_like(logits), CandidateEstimates(
+                torch.zeros_like(coarse)
+            )
         else:
             ranking_confidence, ranking_estimates = logits.detach().sigmoid(), CandidateEstimates(coarse, local)
         assignment = assign_adaptive_anchors(

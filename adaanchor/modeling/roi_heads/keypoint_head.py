@@ -128,6 +128,12 @@ class AdaAnchorKeypointHead(nn.Module):
             targets, valid = roi_keypoint_targets(gt, boxes, size)
             losses, _ = self.criterion.losses(maps, targets, valid)
             return {name: value * self.loss_weight for name, value in losses.items()}
+        return self.keypoints_in_image(maps, instances)
+
+    def keypoints_in_image(self, maps: torch.Tensor, instances: List[Instances]) -> List[Instances]:
+        """Decode (R, C, S, S) maps of all ROIs at once (m = 1) and set ``pred_keypoints`` (R_i, K, 3: x, y image
+        px, score) and ``pred_keypoint_heatmaps`` (R_i, K, S, S confidences) on each image's ``instances``."""
+        size = maps.shape[-1]
         boxes = torch.cat([i.pred_boxes.tensor for i in instances])
         keypoints = self.criterion.decode_single(maps)  # (R, K, 3) ROI-map px
         scale = (boxes[:, None, 2:] - boxes[:, None, :2]) / size

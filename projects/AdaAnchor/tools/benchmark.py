@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "assignment": "assignment + AdaAnchor losses vs heatmap targets + heatmap loss (training overhead)",
     "grouping": "bottom-up (Associative Embedding) decoding + grouping of one image, AdaAnchor vs heatmap anchor",
     "inference": "AdaAnchor vs heatmap-anchor DEKR end-to-end inference, forward and post-processing",
+    "roi": "ROI keypoint head inference and training, AdaAnchor vs Detectron2's heatmap head, 100 ROIs",
     "synthetic": "synthetic dataset generation speed",
     "training": "DEKR training step, AdaAnchor vs heatmap anchor interleaved, and the centre criterion's share",
 }

@@ -1,5 +1,6 @@
-"""``benchmark.py training``: the training step of DEKR with AdaAnchor centres against the heatmap-anchor
-baseline, interleaved, in one run; and the share of the AdaAnchor step spent in the centre criterion.
+"""``benchmark.py training``: the training step of AdaAnchor against the heatmap-anchor baseline, interleaved, in
+one run, for DEKR (AdaAnchor centres) and Associative Embedding (AdaAnchor keypoints, K types); and the share of
+the AdaAnchor step spent in the anchor criterion.
 
 Real batches come from the config's training loader (the synthetic data is generated on first use); they
 are drawn before any timing, so the loader's worker never competes with a timed step, and both models
@@ -8,6 +9,8 @@ included), backward and optimizer; the steps of the two models alternate (ABBA o
 machine (frequency, other load, allocator state) fall on both alike. ``step_ratio`` = median AdaAnchor step
 / median heatmap step; ``fraction`` = the AdaAnchor centre criterion's ``losses`` call (assignment + focal /
 offset / local-offset losses) / the AdaAnchor step. Also reported: images per second of each model's step.
+The AE pair (``--ae-config-file``; ``--hosts`` picks) is timed the same way after DEKR's, its figures prefixed
+``ae_`` (``ae_step_ratio``, ``ae_fraction``: AE's criterion over K keypoint types).
 
 ``--before KEY VALUE ...`` adds a third model, AdaAnchor under the config with these overrides (e.g. the
 values of an earlier recipe), on batches of its own loader, in the same interleaved loop:
@@ -26,6 +29,8 @@ PHASES = ("forward", "backward", "optimizer")
 
 def add_arguments(parser):
     parser.add_argument("--config-file", default=str(REPO / "configs" / "synthetic_dekr_adaanchor.yaml"))
+    parser.add_argument("--ae-config-file", default=str(REPO / "configs" / "synthetic_ae_adaanchor.yaml"))
+    parser.add_argument("--hosts", nargs="+", choices=("dekr", "ae"), default=["dekr", "ae"])
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     parser.add_argument(
@@ -36,7 +41,8 @@ def add_arguments(parser):
 
 
 class _TimedStep:
-    """One model, its optimizer, and per-phase times of its steps (the centre criterion's losses inside)."""
+    """One model, its optimizer, and per-phase times of its steps (the anchor criterion's losses inside: DEKR's
+    ``center_criterion``, AE's ``criterion``)."""
 
     def __init__(self, cfg):
         from adaanchor.engine import AdaAnchorTrainer
@@ -46,7 +52,8 @@ class _TimedStep:
         self.model.train()
         self.optimizer = AdaAnchorTrainer.build_optimizer(cfg, self.model)
         self.times = {phase: [] for phase in PHASES + ("step", "center")}
-        criterion_losses = self.model.center_criterion.losses
+        criterion = getattr(self.model, "center_criterion", None) or self.model.criterion
+        criterion_losses = criterion.losses
         self._inside = []
 
         def timed_losses(*args, **kwargs):
@@ -55,7 +62,7 @@ class _TimedStep:
             self._inside.append(time.perf_counter() - start)
             return result
 
-        self.model.center_criterion.losses = timed_losses
+        criterion.losses = timed_losses
 
     def step(self, batch, record: bool) -> None:
         self._inside.clear()
@@ -89,20 +96,32 @@ def _draw_batches(cfg, count):
 
 
 def run(args):
+    figures = {"threads": torch.get_num_threads()}
+    if "dekr" in args.hosts:
+        figures.update(_time_host(args, args.config_file, args.before, prefix=""))
+    if "ae" in args.hosts:
+        figures.update(_time_host(args, args.ae_config_file, None, prefix="ae_"))
+    return figures
+
+
+def _time_host(args, config_file, before, prefix: str) -> dict:
+    """AdaAnchor vs heatmap (and ``before``) of one host's config, interleaved; figures keyed ``prefix + name``."""
     from detectron2.utils.events import EventStorage
 
     from adaanchor.engine import build_cfg
 
-    figures = {"config": Path(args.config_file).name, "threads": torch.get_num_threads()}
+    figures = {f"{prefix}config": Path(config_file).name}
     variants = {"adaanchor": [*args.opts, "MODEL.ADAANCHOR.ENABLED", True],
                 "heatmap": [*args.opts, "MODEL.ADAANCHOR.ENABLED", False]}  # fmt: skip
-    if args.before:
-        variants["before"] = [*args.opts, *args.before, "MODEL.ADAANCHOR.ENABLED", True]
-    cfgs = {name: build_cfg(args.config_file, opts) for name, opts in variants.items()}
+    if before:
+        variants["before"] = [*args.opts, *before, "MODEL.ADAANCHOR.ENABLED", True]
+    cfgs = {name: build_cfg(config_file, opts) for name, opts in variants.items()}
     batches = {}
-    batches["adaanchor"], figures["data_s_per_batch"] = _draw_batches(cfgs["adaanchor"], args.warmup + args.repeats)
+    batches["adaanchor"], figures[f"{prefix}data_s_per_batch"] = _draw_batches(
+        cfgs["adaanchor"], args.warmup + args.repeats
+    )
     batches["heatmap"] = batches["adaanchor"]  # the two variants train on the same batches
-    if args.before:
+    if before:
         batches["before"], _ = _draw_batches(cfgs["before"], args.warmup + args.repeats)
     models = {name: _TimedStep(cfg) for name, cfg in cfgs.items()}
     with EventStorage():
@@ -110,28 +129,32 @@ def run(args):
             order = list(models) if i % 2 == 0 else list(reversed(models))  # ABBA
             for name in order:
                 models[name].step(batches[name][i], record=i >= args.warmup)
+    host = cfgs["adaanchor"].MODEL.META_ARCHITECTURE
     for name, timed in models.items():
         med = timed.medians()
         images = cfgs[name].SOLVER.IMS_PER_BATCH
-        figures[f"{name}_step_s"] = med["step"]
-        figures[f"{name}_center_losses_s"] = med["center"]
-        figures[f"{name}_images_per_s"] = images / med["step"]
+        key = f"{prefix}{name}"
+        figures[f"{key}_step_s"] = med["step"]
+        figures[f"{key}_center_losses_s"] = med["center"]
+        figures[f"{key}_images_per_s"] = images / med["step"]
         for phase in PHASES:
-            figures[f"{name}_{phase}_s"] = med[phase]
+            figures[f"{key}_{phase}_s"] = med[phase]
         print(
-            f"{name}: step {med['step'] * 1e3:.0f} ms = forward {med['forward'] * 1e3:.0f} + backward "
+            f"{host} {name}: step {med['step'] * 1e3:.0f} ms = forward {med['forward'] * 1e3:.0f} + backward "
             f"{med['backward'] * 1e3:.0f} + optimizer {med['optimizer'] * 1e3:.0f} (batch {images}, "
-            f"{cfgs[name].INPUT.BOTTOM_UP.SIZE} px, {images / med['step']:.1f} img/s), centre criterion losses "
+            f"{cfgs[name].INPUT.BOTTOM_UP.SIZE} px, {images / med['step']:.1f} img/s), anchor criterion losses "
             f"{med['center'] * 1e3:.1f} ms"
         )
-    if args.before:
-        figures["throughput_ratio"] = figures["adaanchor_images_per_s"] / figures["before_images_per_s"]
-        print(f"throughput AdaAnchor / before: {figures['throughput_ratio']:.2f}x")
-    print(f"data loading (one worker, before timing): {figures['data_s_per_batch'] * 1e3:.0f} ms per batch")
-    figures["fraction"] = figures["adaanchor_center_losses_s"] / figures["adaanchor_step_s"]
-    figures["step_ratio"] = figures["adaanchor_step_s"] / figures["heatmap_step_s"]
+    if before:
+        figures[f"{prefix}throughput_ratio"] = (
+            figures[f"{prefix}adaanchor_images_per_s"] / figures[f"{prefix}before_images_per_s"]
+        )
+        print(f"{host} throughput AdaAnchor / before: {figures[f'{prefix}throughput_ratio']:.2f}x")
+    print(f"{host} data loading (one worker, before timing): {figures[f'{prefix}data_s_per_batch'] * 1e3:.0f} ms/batch")
+    figures[f"{prefix}fraction"] = figures[f"{prefix}adaanchor_center_losses_s"] / figures[f"{prefix}adaanchor_step_s"]
+    figures[f"{prefix}step_ratio"] = figures[f"{prefix}adaanchor_step_s"] / figures[f"{prefix}heatmap_step_s"]
     print(
-        f"AdaAnchor assignment + losses: {100 * figures['fraction']:.1f}% of a training step; "
-        f"step time AdaAnchor / heatmap: {figures['step_ratio']:.3f}"
+        f"{host} AdaAnchor assignment + losses: {100 * figures[f'{prefix}fraction']:.1f}% of a training step; "
+        f"step time AdaAnchor / heatmap: {figures[f'{prefix}step_ratio']:.3f}"
     )
     return figures

@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "inference": "AdaAnchor vs heatmap-anchor DEKR end-to-end inference, forward and post-processing",
     "roi": "ROI keypoint head inference and training, AdaAnchor vs Detectron2's heatmap head, 100 ROIs",
     "synthetic": "synthetic dataset generation speed",
-    "training": "DEKR training step, AdaAnchor vs heatmap anchor interleaved, and the centre criterion's share",
+    "training": "DEKR and AE training steps, AdaAnchor vs heatmap anchor interleaved, and the criterion's share",
 }
 
 

@@ -1,5 +1,6 @@
-"""train_net.py end to end on the synthetic data (slow; needs Detectron2): two CPU processes with
-results gathered from both, resume after an interrupted run, and --eval-only reproducing the metrics."""
+"""train_net.py end to end on the synthetic data (slow; needs Detectron2), for each host (DEKR, Associative
+Embedding, Keypoint R-CNN on ground-truth boxes): two CPU processes with results gathered from both, resume after
+an interrupted run, and --eval-only reproducing the metrics."""
 
 import json
 import os
@@ -18,13 +19,21 @@ pytest.importorskip("detectron2")
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = "configs/synthetic_dekr_adaanchor.yaml"
-# A few iterations of a tiny run: 128 px inputs, every candidate kept at test time (an untrained model's
-# confidence sits at the 0.01 prior), so that every validation image gets predictions.
-TINY = [
-    "INPUT.BOTTOM_UP.SIZE", "128", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "4",
-    "DATALOADER.NUM_WORKERS", "0", "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0",
-]  # fmt: skip
+# A few iterations of a tiny run per host: 128 px inputs, every candidate kept at test time (an untrained model's
+# confidence sits at the prior), so that every validation image gets predictions; the Keypoint R-CNN is trained
+# and tested on ground-truth boxes (its detector bypassed, frozen: DDP must accept that).
+SMALL = ["SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TEST", "128"]
+BOTTOM_UP = [*SMALL, "INPUT.BOTTOM_UP.SIZE", "128", "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]
+HOSTS = {
+    "dekr": ("configs/synthetic_dekr_adaanchor.yaml", BOTTOM_UP),
+    "ae": ("configs/synthetic_ae_adaanchor.yaml", BOTTOM_UP),
+    "krcnn": ("configs/synthetic_krcnn_gtbox_adaanchor.yaml", [*SMALL, "INPUT.MIN_SIZE_TRAIN", "(128,)"]),
+}
+
+
+@pytest.fixture(params=sorted(HOSTS))
+def host(request):
+    return HOSTS[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +42,18 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("synthetic_cache")
 
 
-def _command(out_dir, *args):
-    return [sys.executable, "train_net.py", "--config-file", CONFIG, *args, "OUTPUT_DIR", str(out_dir), *TINY]
+def _command(host, out_dir, *args):
+    config, tiny = host
+    return [sys.executable, "train_net.py", "--config-file", config, *args, "OUTPUT_DIR", str(out_dir), *tiny]
 
 
 def _env(cache_dir):
     return {**os.environ, "ADAANCHOR_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
 
 
-def _run(cache_dir, out_dir, *args, timeout=900):
+def _run(host, cache_dir, out_dir, *args, timeout=900):
     proc = subprocess.run(
-        _command(out_dir, *args), cwd=REPO, env=_env(cache_dir), capture_output=True, text=True, timeout=timeout
+        _command(host, out_dir, *args), cwd=REPO, env=_env(cache_dir), capture_output=True, text=True, timeout=timeout
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
@@ -57,8 +67,8 @@ def _copypaste_metrics(log):
     return dict(zip(names, (float(v) for v in values)))
 
 
-def test_two_cpu_processes_train_and_evaluate_on_both(cache_dir, tmp_path):
-    log = _run(cache_dir, tmp_path, "--num-gpus", "2", "--dist-url", free_dist_url(), "SOLVER.MAX_ITER", "3")
+def test_two_cpu_processes_train_and_evaluate_on_both(host, cache_dir, tmp_path):
+    log = _run(host, cache_dir, tmp_path, "--num-gpus", "2", "--dist-url", free_dist_url(), "SOLVER.MAX_ITER", "3")
     assert "World size: 2" in log
     assert "Starting training from iteration 0" in log
     results = json.loads((tmp_path / "inference" / "synthetic_crowdpose_val" / "keypoint_results.json").read_text())
@@ -72,9 +82,9 @@ def test_two_cpu_processes_train_and_evaluate_on_both(cache_dir, tmp_path):
     assert list(metrics)[0] == "AP" and {"AP_easy", "AP_medium", "AP_hard", "recall"} <= set(metrics)
 
 
-def test_resume_continues_an_interrupted_run(cache_dir, tmp_path):
+def test_resume_continues_an_interrupted_run(host, cache_dir, tmp_path):
     proc = subprocess.Popen(
-        _command(tmp_path, "SOLVER.MAX_ITER", "200", "SOLVER.CHECKPOINT_PERIOD", "2"),
+        _command(host, tmp_path, "SOLVER.MAX_ITER", "200", "SOLVER.CHECKPOINT_PERIOD", "2"),
         cwd=REPO, env=_env(cache_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     marker = tmp_path / "last_checkpoint"
@@ -86,7 +96,7 @@ def test_resume_continues_an_interrupted_run(cache_dir, tmp_path):
     proc.wait()
     assert not (tmp_path / "model_final.pth").exists()
 
-    log = _run(cache_dir, tmp_path, "--resume", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2")
+    log = _run(host, cache_dir, tmp_path, "--resume", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2")
     assert "model_0000001.pth" in log and "Starting training from iteration 2" in log
     assert (tmp_path / "model_final.pth").exists()
     entries = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
@@ -94,10 +104,10 @@ def test_resume_continues_an_interrupted_run(cache_dir, tmp_path):
     assert trained and max(trained) == 3
 
 
-def test_eval_only_reproduces_the_training_evaluation(cache_dir, tmp_path):
-    trained = _copypaste_metrics(_run(cache_dir, tmp_path, "SOLVER.MAX_ITER", "3"))
+def test_eval_only_reproduces_the_training_evaluation(host, cache_dir, tmp_path):
+    trained = _copypaste_metrics(_run(host, cache_dir, tmp_path, "SOLVER.MAX_ITER", "3"))
     evaluated = _copypaste_metrics(
-        _run(cache_dir, tmp_path / "eval", "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"))
+        _run(host, cache_dir, tmp_path / "eval", "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "model_final.pth"))
     )
     assert trained.keys() == evaluated.keys()
     for name, value in trained.items():

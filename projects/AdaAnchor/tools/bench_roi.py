@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 def add_arguments(parser):
     parser.add_argument("--config-file", default=str(REPO / "configs" / "coco_krcnn_adaanchor.yaml"))
     parser.add_argument("--rois", type=int, default=100, help="ROIs per forward (one image)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per head and measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per head and measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per head first")
     parser.add_argument("opts", nargs="*", default=[], help="config overrides: KEY VALUE ...")
 
@@ -73,6 +73,8 @@ def run(args):
         heads[name] = build_keypoint_head(cfg, shape)
     times = {f"{name}_{m}": [] for name in heads for m in ("inference", "decode", "training")}
 
+    with torch.no_grad():
+        maps = {name: head.eval().layers(features) for name, head in heads.items()}  # for decoding alone
     for i in range(args.warmup + args.repeats):
         order = list(heads) if i % 2 == 0 else list(reversed(heads))
         for name in order:
@@ -82,21 +84,19 @@ def run(args):
                 t0 = time.perf_counter()
                 head(features, [test])
                 t1 = time.perf_counter()
-                maps = head.layers(features)
+                _decode_only(name, head, maps[name], test)
                 t2 = time.perf_counter()
-                _decode_only(name, head, maps, test)
-                t3 = time.perf_counter()
             head.train()
             with EventStorage():
-                t4 = time.perf_counter()
+                t3 = time.perf_counter()
                 losses = head(features, [train])
                 sum(losses.values()).backward()
-                t5 = time.perf_counter()
+                t4 = time.perf_counter()
             head.zero_grad(set_to_none=True)
             if i >= args.warmup:
                 times[f"{name}_inference"].append(t1 - t0)
-                times[f"{name}_decode"].append(t3 - t2)
-                times[f"{name}_training"].append(t5 - t4)
+                times[f"{name}_decode"].append(t2 - t1)
+                times[f"{name}_training"].append(t4 - t3)
     figures = {"rois": args.rois, "threads": torch.get_num_threads(), "config": Path(args.config_file).name}
     figures.update({f"{key}_ms": _median_ms(values) for key, values in times.items()})
     for name in heads:

@@ -255,13 +255,17 @@ def test_webcam_without_a_camera_says_so(tmp_path):
     assert "--webcam: cannot open camera 0 (cv2.VideoCapture(0)): no camera, or it is in use" in log
 
 
-def test_demo_draws_keypoint_rcnn_poses_on_a_real_image(tmp_path, shared_data):
-    """The ROI host: an (untrained) AdaAnchor Keypoint R-CNN on a real CrowdPose image, every box kept."""
+@pytest.mark.parametrize(
+    "config,keep_all",
+    [("configs/synthetic_krcnn_adaanchor.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]),
+     ("configs/synthetic_ae_adaanchor.yaml", ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"])],
+)  # fmt: skip
+def test_demo_draws_the_poses_of_the_other_hosts_on_a_real_image(tmp_path, shared_data, config, keep_all):
+    """Keypoint R-CNN and Associative Embedding (untrained, every candidate kept) on a real CrowdPose image."""
     image = shared_data / "crowdpose" / "103319.jpg"
     proc = subprocess.run(
-        [sys.executable, "projects/AdaAnchor/demo.py", "--config-file", "configs/synthetic_krcnn_adaanchor.yaml",
-         "--input", str(image), "--output", str(tmp_path / "vis"), "--confidence-threshold", "0.0",
-         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"],
+        [sys.executable, "projects/AdaAnchor/demo.py", "--config-file", config, "--input", str(image),
+         "--output", str(tmp_path / "vis"), "--confidence-threshold", "0.0", *keep_all],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 def add_arguments(parser):
     parser.add_argument("--config-file", default=str(REPO / "configs" / "coco_krcnn_adaanchor.yaml"))
     parser.add_argument("--rois", type=int, default=100, help="ROIs per forward (one image)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per head and measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per head and measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per head first")
     parser.add_argument("opts", nargs="*", default=[], help="config overrides: KEY VALUE ...")
 

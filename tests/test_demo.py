@@ -258,7 +258,8 @@ def test_webcam_without_a_camera_says_so(tmp_path):
 @pytest.mark.parametrize(
     "config,keep_all",
     [("configs/synthetic_krcnn_adaanchor.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]),
-     ("configs/synthetic_ae_adaanchor.yaml", ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"])],
+     ("configs/synthetic_ae_adaanchor.yaml",
+      ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0", "MODEL.AE.TEST.DETECTION_THRESHOLD", "0.0"])],
 )  # fmt: skip
 def test_demo_draws_the_poses_of_the_other_hosts_on_a_real_image(tmp_path, shared_data, config, keep_all):
     """Keypoint R-CNN and Associative Embedding (untrained, every candidate kept) on a real CrowdPose image."""

@@ -26,7 +26,7 @@ SMALL = ["SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_
 BOTTOM_UP = [*SMALL, "INPUT.BOTTOM_UP.SIZE", "128", "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]
 HOSTS = {
     "dekr": ("configs/synthetic_dekr_adaanchor.yaml", BOTTOM_UP),
-    "ae": ("configs/synthetic_ae_adaanchor.yaml", BOTTOM_UP),
+    "ae": ("configs/synthetic_ae_adaanchor.yaml", [*BOTTOM_UP, "MODEL.AE.TEST.DETECTION_THRESHOLD", "0.0"]),
     "krcnn": ("configs/synthetic_krcnn_gtbox_adaanchor.yaml", [*SMALL, "INPUT.MIN_SIZE_TRAIN", "(128,)"]),
 }
 

@@ -125,6 +125,18 @@ OFFICIAL_W32_KEYS = {
 }
 
 
+@pytest.mark.parametrize("features", [["hr2"], ["hr3", "hr5"], ["hrnet_cat"]])
+def test_every_parameter_feeds_the_requested_features(features):
+    """No parameter without gradient (DDP rejects those): the last module fuses only into the requested
+    branches (the stride-4 branch alone = the official pose HRNet's multi_scale_output=False)."""
+    backbone = HRNet(HRNET_PRESETS["w18_small_v1"], out_features=features)
+    outputs = backbone(torch.randn(1, 3, 64, 64))
+    assert sorted(outputs) == sorted(features)
+    sum(o.sum() for o in outputs.values()).backward()
+    unused = [n for n, p in backbone.named_parameters() if p.grad is None]
+    assert unused == []
+
+
 def test_parameter_names_and_count_match_official_w32():
     state = HRNet(HRNET_PRESETS["w32"]).state_dict()
     for key, shape in OFFICIAL_W32_KEYS.items():

@@ -183,14 +183,22 @@ class HighResolutionModule(nn.Module):
 
     Fusion from branch j to branch i: j > i (lower resolution): 1x1 conv + norm, then nearest upsampling
     to branch i's size; j < i: (i - j) stride-2 3x3 conv + norm (ReLU between them, not after the last).
+    ``outputs``: the branches to fuse into (default all); the others come out as None and have no fusion layers
+    (the last module of a backbone asked for the stride-4 branch alone: the official pose HRNet's
+    ``multi_scale_output=False``, and no parameter that feeds no output, which DDP would reject).
     """
 
-    def __init__(self, channels: Sequence[int], num_blocks: int, *, norm: str):
+    def __init__(self, channels: Sequence[int], num_blocks: int, *, norm: str, outputs: Optional[Sequence[int]] = None):
         super().__init__()
         self.branches = nn.ModuleList([_make_blocks(BasicBlock, c, c, num_blocks, norm) for c in channels])
+        self.outputs = set(range(len(channels)) if outputs is None else outputs)
         self.fuse_layers = nn.ModuleList(
             [
-                nn.ModuleList([self._fuse_layer(channels, j, i, norm) for j in range(len(channels))])
+                (
+                    nn.ModuleList([self._fuse_layer(channels, j, i, norm) for j in range(len(channels))])
+                    if i in self.outputs
+                    else None
+                )
                 for i in range(len(channels))
             ]
         )
@@ -211,10 +219,13 @@ class HighResolutionModule(nn.Module):
             steps.append(nn.Sequential(*layers))
         return nn.Sequential(*steps)
 
-    def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, xs: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         fused = []
         for target, layers in enumerate(self.fuse_layers):
+            if layers is None:
+                fused.append(None)
+                continue
             total = xs[target]
             for source, layer in enumerate(layers):
                 if source == target:
@@ -288,11 +299,20 @@ class HRNet(Backbone):
         self.bn2 = make_norm(norm, STEM_CHANNELS)
         self.layer1 = _make_blocks(Bottleneck, STEM_CHANNELS, spec.stage1_channels, spec.stage1_blocks, norm)
 
+        _check_out_features(out_features, "out_features")
+        # the branches the last module must output: all for the concatenation, else the requested ones
+        final = range(4) if CONCAT_FEATURE in out_features else [FEATURE_NAMES.index(n) for n in out_features]
         previous = [spec.stage1_channels * Bottleneck.expansion]
         for s in range(3):  # stages 2, 3, 4 with s + 2 branches
             current = branch_channels[: s + 2]
             setattr(self, f"transition{s + 1}", _make_transition(previous, current, norm))
-            modules = [HighResolutionModule(current, spec.num_blocks[s], norm=norm) for _ in range(spec.num_modules[s])]
+            modules = [
+                HighResolutionModule(
+                    current, spec.num_blocks[s], norm=norm,
+                    outputs=final if s == 2 and m == spec.num_modules[s] - 1 else None,
+                )
+                for m in range(spec.num_modules[s])
+            ]  # fmt: skip
             setattr(self, f"stage{s + 2}", nn.Sequential(*modules))
             previous = current
 
@@ -300,7 +320,6 @@ class HRNet(Backbone):
         self._out_feature_strides = {_branch_feature_name(b): 2 ** (b + 2) for b in range(4)}
         self._out_feature_channels[CONCAT_FEATURE] = sum(branch_channels)
         self._out_feature_strides[CONCAT_FEATURE] = 4
-        _check_out_features(out_features, "out_features")
         self._out_features = list(out_features)
         self._init_weights()
 

@@ -386,10 +386,10 @@ def build_anchor_criterion(
     a, h = cfg.MODEL.ADAANCHOR, cfg.MODEL.HEATMAP_ANCHOR
     if a.ENABLED:
         _require(a.SELECTION in SELECTIONS, "MODEL.ADAANCHOR.SELECTION", a.SELECTION, f"must be one of {SELECTIONS}")
+        _require(a.TARGET_MARGIN >= 0, "MODEL.ADAANCHOR.TARGET_MARGIN", a.TARGET_MARGIN, "must be >= 0")
         if a.SELECTION == "regression":
             rule = "is only for hosts with one target per type (the ROI keypoint head)"
             _require(one_target_per_type, "MODEL.ADAANCHOR.SELECTION", a.SELECTION, rule)
-            _require(a.TARGET_MARGIN >= 0, "MODEL.ADAANCHOR.TARGET_MARGIN", a.TARGET_MARGIN, "must be >= 0")
             return RegressionAnchor(
                 num_types=num_types, loss_prefix=loss_prefix, margin=a.TARGET_MARGIN,
                 offset_loss_weight=a.OFFSET_LOSS_WEIGHT,
@@ -399,7 +399,6 @@ def build_anchor_criterion(
         _require(a.KERNEL_WIDTH > 0, "MODEL.ADAANCHOR.KERNEL_WIDTH", a.KERNEL_WIDTH, "must be > 0")
         _require(a.FUSION in FUSIONS, "MODEL.ADAANCHOR.FUSION", a.FUSION, f"must be one of {sorted(FUSIONS)}")
         _require(a.LOCAL_RADIUS >= 0, "MODEL.ADAANCHOR.LOCAL_RADIUS", a.LOCAL_RADIUS, "must be >= 0")
-        _require(a.TARGET_MARGIN >= 0, "MODEL.ADAANCHOR.TARGET_MARGIN", a.TARGET_MARGIN, "must be >= 0")
         _require(a.FOCAL_ALPHA <= 1, "MODEL.ADAANCHOR.FOCAL_ALPHA", a.FOCAL_ALPHA, "must be <= 1 (< 0: off)")
         _require(a.FOCAL_GAMMA >= 0, "MODEL.ADAANCHOR.FOCAL_GAMMA", a.FOCAL_GAMMA, "must be >= 0")
         _require(0 < a.PRIOR_PROB < 1, "MODEL.ADAANCHOR.PRIOR_PROB", a.PRIOR_PROB, "must be in (0, 1)")
@@ -417,7 +416,8 @@ def build_anchor_criterion(
         return AdaAnchor(
             num_types=num_types, loss_prefix=loss_prefix, topk=a.TOPK, selection=a.SELECTION, kernel=a.KERNEL,
             kernel_width=a.KERNEL_WIDTH, fusion=a.FUSION, local_refinement=a.LOCAL_REFINEMENT,
-            local_radius=a.LOCAL_RADIUS, margin=a.TARGET_MARGIN, focal_alpha=a.FOCAL_ALPHA, focal_gamma=a.FOCAL_GAMMA, prior_prob=a.PRIOR_PROB,
+            local_radius=a.LOCAL_RADIUS, margin=a.TARGET_MARGIN, focal_alpha=a.FOCAL_ALPHA, focal_gamma=a.FOCAL_GAMMA,
+            prior_prob=a.PRIOR_PROB,
             confidence_loss_weight=a.CONFIDENCE_LOSS_WEIGHT, offset_loss_weight=a.OFFSET_LOSS_WEIGHT,
             local_offset_loss_weight=a.LOCAL_OFFSET_LOSS_WEIGHT, chunk_size=a.ASSIGNMENT_CHUNK_SIZE,
             confidence_threshold=t.CONFIDENCE_THRESHOLD, merge_radius=t.MERGE_RADIUS, detections=t.MAX_DETECTIONS,

@@ -191,12 +191,12 @@ class HighResolutionModule(nn.Module):
     def __init__(self, channels: Sequence[int], num_blocks: int, *, norm: str, outputs: Optional[Sequence[int]] = None):
         super().__init__()
         self.branches = nn.ModuleList([_make_blocks(BasicBlock, c, c, num_blocks, norm) for c in channels])
-        self.outputs = set(range(len(channels)) if outputs is None else outputs)
+        outputs = set(range(len(channels)) if outputs is None else outputs)
         self.fuse_layers = nn.ModuleList(
             [
                 (
                     nn.ModuleList([self._fuse_layer(channels, j, i, norm) for j in range(len(channels))])
-                    if i in self.outputs
+                    if i in outputs
                     else None
                 )
                 for i in range(len(channels))

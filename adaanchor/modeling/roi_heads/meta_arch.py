@@ -103,8 +103,7 @@ class KeypointRCNN(GeneralizedRCNN):
         results = super().inference(batched_inputs, boxes, do_postprocess)
         for result in results:
             instances = result["instances"] if do_postprocess else result
-            keypoint_scores = instances.pred_keypoints[..., 2]
-            instances.scores = keypoint_scores.mean(dim=1) if keypoint_scores.numel() else keypoint_scores.sum(1)
+            instances.scores = instances.pred_keypoints[..., 2].mean(dim=1)  # (N,), also for N = 0
         return results
 
     @staticmethod

@@ -167,6 +167,14 @@ def add_ae_config(cfg: CN) -> None:
     cfg.MODEL.AE.TEST.TAG_THRESHOLD = 1.0
     cfg.MODEL.AE.TEST.FLIP = False
     cfg.MODEL.AE.TEST.SCALES = (1.0,)
+    # AE's missing-joint refinement over the decoded candidates (the paper removes it for a fair comparison).
+    cfg.MODEL.AE.TEST.REFINE = False
+    # The paper's protocol ("a pretrained Associative Embedding model to tag each predicted keypoint"): a trained
+    # AE checkpoint whose tag maps, read at the predicted keypoints, group this model's keypoints, so that grouping
+    # is the same for both anchors. TAGGER_CONFIG: its config file ("" = this config with MODEL.ADAANCHOR.ENABLED
+    # False, the heatmap-anchor twin). "" weights: the model's own tags.
+    cfg.MODEL.AE.TEST.TAGGER_WEIGHTS = ""
+    cfg.MODEL.AE.TEST.TAGGER_CONFIG = ""
 
 
 def add_roi_keypoint_head_config(cfg: CN) -> None:

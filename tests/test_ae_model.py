@@ -1,6 +1,7 @@
 """The Associative Embedding meta-architecture: losses for both anchors, inference outputs (flip test with
 concatenated tags), and the tag read-out."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,3 +57,60 @@ def test_losses_for_both_anchors_and_inference_with_flip(adaanchor, tag_position
 def test_keypoint_count_must_match_the_dataset():
     with pytest.raises(ValueError, match="MODEL.AE.NUM_KEYPOINTS is 17 but dataset 'synthetic_crowdpose_val' has 14"):
         build_model(_cfg("MODEL.AE.NUM_KEYPOINTS", 17))
+
+
+def _save(model, folder, name):
+    from adaanchor.engine.checkpoint import AdaAnchorCheckpointer
+
+    AdaAnchorCheckpointer(model, save_dir=str(folder)).save(name)
+    return str(folder / f"{name}.pth")
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_one_tagger_protocol_groups_with_the_tags_of_the_heatmap_twin(tmp_path, monkeypatch, flip):
+    from adaanchor.modeling import associative_embedding as ae
+
+    torch.manual_seed(0)
+    tagger_weights = _save(build_model(_cfg("MODEL.ADAANCHOR.ENABLED", False)), tmp_path, "tagger")
+    opts = ("MODEL.AE.TEST.DETECTION_THRESHOLD", 0.0, "MODEL.AE.TEST.FLIP", flip)
+    model = build_model(_cfg(*opts, "MODEL.AE.TEST.TAGGER_WEIGHTS", tagger_weights)).eval()
+    own = build_model(_cfg(*opts)).eval()
+    own.load_state_dict(model.state_dict())
+    (tagger,) = model._tagger
+    assert not tagger.training and not any(k.startswith("_tagger") for k in model.state_dict())
+    saved = torch.load(tagger_weights, weights_only=True)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in tagger.state_dict().items())
+
+    seen = []
+
+    def capture(*args, **kwargs):
+        seen.append(args)
+        return np.zeros((0, 14, 3)), np.zeros(0)
+
+    monkeypatch.setattr(ae, "group_by_tags", capture)
+    image = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        model.poses(image, (96, 128))
+        own.poses(image, (96, 128))
+        expected_maps = tagger.test_time.maps(tagger.predict_maps, image, (96, 128), stride=4, size_divisibility=32)
+    with_tagger, with_own = seen
+    np.testing.assert_array_equal(with_tagger[0], with_own[0])  # the same keypoints and scores ...
+    np.testing.assert_array_equal(with_tagger[1], with_own[1])
+    assert not np.allclose(with_tagger[2], with_own[2])  # ... grouped by other tags: the tagger's
+    tags = expected_maps[0][0]["tags"]
+    runs = 2 if flip else 1
+    assert with_tagger[2].shape[-1] == runs and tags.shape[1] == 14 * runs
+    positions = torch.as_tensor(with_tagger[0]).float()  # (K, D, 2) feature px
+    for r in range(runs):
+        expected = tags_at_cells(tags[:, r * 14 : (r + 1) * 14], positions.transpose(0, 1)[None])[0].T
+        np.testing.assert_allclose(with_tagger[2][..., r], expected.numpy(), rtol=1e-6)
+
+
+def test_a_tagger_checkpoint_of_another_model_is_rejected_naming_the_key(tmp_path):
+    from adaanchor.engine.checkpoint import CheckpointLoadError
+
+    wrong = _save(build_model(dekr_cfg("synthetic_dekr_heatmap.yaml")), tmp_path, "dekr")
+    with pytest.raises(CheckpointLoadError, match="MODEL.AE.TEST.TAGGER_WEIGHTS: .*does not fit the model"):
+        build_model(_cfg("MODEL.AE.TEST.TAGGER_WEIGHTS", wrong))
+    with pytest.raises(CheckpointLoadError, match="MODEL.AE.TEST.TAGGER_WEIGHTS: .*not found"):
+        build_model(_cfg("MODEL.AE.TEST.TAGGER_WEIGHTS", str(tmp_path / "missing.pth")))

@@ -70,6 +70,24 @@ def test_grouping_two_people_with_crossing_limbs_a_missing_joint_and_a_spurious_
     assert list(person_scores) == sorted(person_scores, reverse=True)
 
 
+def test_refinement_fills_a_missing_joint_with_the_candidate_nearest_in_tag_and_is_off_by_default():
+    a = {0: (10, 10, 0.9, 0.0), 1: (12, 12, 0.8, 0.1)}  # no joint 2
+    b = {0: (60, 60, 0.9, 5.0), 1: (62, 62, 0.8, 5.1), 2: (64, 64, 0.7, 5.0)}
+    # joint 2 candidates below the detection threshold: one near A's tag, one far but higher-scoring
+    weak = [(2, 15, 15, 0.05, 0.2), (2, 30, 30, 0.09, 2.0)]
+    positions, scores, tags = _candidates([a, b], weak)
+    plain, plain_scores = group_by_tags(positions, scores, tags, [0, 1, 2])
+    refined, refined_scores = group_by_tags(positions, scores, tags, [0, 1, 2], refine=True)
+    first = {round(p[0, 0]): p for p in plain}
+    assert first[10][2].tolist() == [0, 0, 0]  # off by default
+    by_first_x = {round(p[0, 0]): p for p in refined}
+    np.testing.assert_allclose(by_first_x[10][2], [15, 15, 0.05])  # 0.05 - round(0.15) beats 0.09 - round(1.95)
+    np.testing.assert_allclose(by_first_x[60], first[60])  # a complete person is left as it is
+    assert sorted(refined_scores) == pytest.approx(sorted([0.8, (0.9 + 0.8 + 0.05) / 3]))
+    # B's own joint 2 (score 0.7, tag 5.0) is not taken for A: 0.7 - round(4.95) < 0.05 - 0
+    assert plain_scores.max() == pytest.approx(0.8)
+
+
 def test_a_candidate_far_from_every_tag_starts_a_person_and_max_people_cuts_the_worst():
     a = {0: (10, 10, 0.9, 0.0), 1: (12, 12, 0.9, 0.1)}
     stray = [(1, 40, 40, 0.3, 3.0)]  # tag distance 3 >= 1: a person of its own

@@ -13,6 +13,12 @@ detection-value cost, ``round(distance) * 100 - score``, so that among tags equa
 higher-scoring candidate wins; a pair is accepted when its tag distance is below ``tag_threshold`` (AE: 1);
 every other candidate starts a new person. Person score = mean keypoint score over all K types (a missing
 joint counts 0), as HigherHRNet scores people.
+
+Missing-joint refinement (optional, off by default: the paper removes it for a fair comparison): AE fills each
+person's missing joint types after grouping with the heatmap location that maximises ``value - round(tag
+distance)``; here the same rule runs over the decoded candidates of that type (every candidate with a positive
+score, below the detection threshold too), so that it applies to both anchors alike. As in AE, the candidate
+need not be unused and no tag threshold applies; the person score is taken after refinement.
 """
 
 from collections import deque
@@ -80,6 +86,7 @@ def group_by_tags(
     detection_threshold: float = 0.1,
     tag_threshold: float = 1.0,
     max_people: int = 30,
+    refine: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Group the keypoint candidates of one image into people.
 
@@ -92,6 +99,7 @@ def group_by_tags(
         detection_threshold: minimum candidate score.
         tag_threshold: maximum tag distance for a candidate to join a person (AE: 1).
         max_people: at most this many people, best score first.
+        refine: fill missing joints by AE's refinement over the candidates (see the module docstring).
     Returns:
         poses (N, K, 3): x, y, score (0, 0, 0 for a missing joint); scores (N,), the mean joint scores.
     """
@@ -126,6 +134,28 @@ def group_by_tags(
     if not people:
         return np.zeros((0, num_types, 3)), np.zeros((0,))
     poses = joints[:people]
+    if refine:
+        _refine_missing_joints(poses, tag_sums[:people] / tag_counts[:people, None], positions, scores, tags)
     person_scores = poses[:, :, 2].mean(axis=1)
     order = np.argsort(-person_scores, kind="stable")[:max_people]
     return poses[order], person_scores[order]
+
+
+def _refine_missing_joints(poses: np.ndarray, person_tags: np.ndarray, positions, scores, tags) -> None:
+    """Fill in place each person's missing joints (score 0) with the candidate of that type maximising
+    ``score - round(distance to the person's mean tag)`` among the candidates with a positive score.
+
+    Args:
+        poses: (P, K, 3) grouped people, modified in place.
+        person_tags: (P, L) their mean tags.
+        positions, scores, tags: the candidates, as :func:`group_by_tags` takes them.
+    """
+    for k in range(poses.shape[1]):
+        missing = np.flatnonzero(poses[:, k, 2] == 0)
+        found = np.flatnonzero(scores[k] > 0)
+        if missing.size == 0 or found.size == 0:
+            continue
+        distance = np.linalg.norm(person_tags[missing, None, :] - tags[k, found][None, :, :], axis=2)  # (m, n)
+        best = found[np.argmax(scores[k, found][None, :] - np.round(distance), axis=1)]
+        poses[missing, k, :2] = positions[k, best]
+        poses[missing, k, 2] = scores[k, best]

@@ -104,3 +104,22 @@ class AdaAnchorCheckpointer(DetectionCheckpointer):
                 logger.warning(f"--resume: resumed from {candidate} instead of {last}")
             return loaded
         raise CheckpointLoadError(f"--resume: no checkpoint in {self.save_dir} can be loaded: " + "; ".join(failures))
+
+
+class StrictWeightsCheckpointer(AdaAnchorCheckpointer):
+    """Loads a model's weights only when the file holds exactly them: a missing, unexpected or differently
+    shaped parameter raises :class:`CheckpointLoadError` (Detectron2 only logs it), for weights that a model uses
+    as they are, untrained further (e.g. the tagger of MODEL.AE.TEST.TAGGER_WEIGHTS)."""
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        problems = {
+            "missing": incompatible.missing_keys,
+            "unexpected": incompatible.unexpected_keys,
+            "of another shape": [name for name, *_ in incompatible.incorrect_shapes],
+        }
+        found = "; ".join(f"{what}: {', '.join(keys[:5])}" + (" ..." if len(keys) > 5 else "")
+                          for what, keys in problems.items() if keys)  # fmt: skip
+        if found:
+            raise CheckpointLoadError(f"the checkpoint does not fit the model ({found})")
+        return incompatible

@@ -12,11 +12,14 @@ selects no anchors and keeps AE's rule). Inference: per type, the criterion's de
 max-pool peaks, top 30, quarter-pixel shift), tags read there, grouped by
 :func:`adaanchor.bottom_up.group_by_tags` in the joint order derived from the dataset's skeleton; person
 score = mean keypoint score. Flip test: maps averaged, tags of the mirrored run concatenated (HigherHRNet).
+The paper's protocol, one tagger for both anchors: with MODEL.AE.TEST.TAGGER_WEIGHTS a trained AE model (by
+default this config's heatmap-anchor twin) runs beside the model at test time and its tags, read at the
+predicted keypoints, replace the model's own. Missing-joint refinement: MODEL.AE.TEST.REFINE (off).
 
 Units: feature-map px inside; ``pred_keypoints`` in original-image px (Detectron2's continuous convention).
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -100,6 +103,8 @@ class AssociativeEmbedding(BottomUpMetaArch):
         tag_threshold: float,
         detection_threshold: float,
         max_people: int,
+        refine: bool = False,
+        tagger: Optional["AssociativeEmbedding"] = None,
         pixel_mean,
         pixel_std,
     ):
@@ -115,6 +120,9 @@ class AssociativeEmbedding(BottomUpMetaArch):
         self.joint_order = joint_order
         self.test_time = test_time
         self.tag_threshold, self.detection_threshold, self.max_people = tag_threshold, detection_threshold, max_people
+        self.refine = refine
+        # kept out of the module tree: not trained, not in this model's checkpoints, moved and set to eval here
+        self._tagger = (tagger.eval(),) if tagger is not None else ()
 
     @classmethod
     def from_config(cls, cfg):
@@ -167,6 +175,8 @@ class AssociativeEmbedding(BottomUpMetaArch):
             "tag_threshold": a.TEST.TAG_THRESHOLD,
             "detection_threshold": a.TEST.DETECTION_THRESHOLD,
             "max_people": criterion.max_detections,
+            "refine": a.TEST.REFINE,
+            "tagger": build_tagger(cfg, stride=shapes[a.IN_FEATURE].stride) if a.TEST.TAGGER_WEIGHTS else None,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
@@ -212,18 +222,74 @@ class AssociativeEmbedding(BottomUpMetaArch):
         )
         detections = self.criterion.decode(maps["anchors"])  # leading dims (1, K), D slots
         positions = detections.positions[0]  # (K, D, 2) feature px
-        read_at = candidate_positions(detections.anchor_index[0].clamp(min=0), maps["tags"].shape[-1])
-        read_at = read_at if self.tag_at_anchor else positions
-        runs = maps["tags"].shape[1] // self.num_keypoints  # 2 with the flip test (concatenated tags)
+        if self._tagger:
+            tag_maps, read_at = self._tagger_maps(image, input_size, maps["tags"].shape[-2:]), positions
+        else:
+            tag_maps = maps["tags"]
+            read_at = candidate_positions(detections.anchor_index[0].clamp(min=0), tag_maps.shape[-1])
+            read_at = read_at if self.tag_at_anchor else positions
+        runs = tag_maps.shape[1] // self.num_keypoints  # 2 with the flip test (concatenated tags)
         tags = torch.stack(
-            [tags_at_cells(maps["tags"][:, r * self.num_keypoints : (r + 1) * self.num_keypoints],
+            [tags_at_cells(tag_maps[:, r * self.num_keypoints : (r + 1) * self.num_keypoints],
                            read_at.transpose(0, 1)[None])[0].T for r in range(runs)], dim=-1,
         )  # (K, D, runs)  # fmt: skip
         scores = torch.where(detections.valid[0], detections.scores[0], torch.zeros_like(detections.scores[0]))
         poses, person_scores = group_by_tags(
             positions.cpu().numpy(), scores.cpu().numpy(), tags.cpu().numpy(), self.joint_order,
             detection_threshold=self.detection_threshold, tag_threshold=self.tag_threshold, max_people=self.max_people,
+            refine=self.refine,
         )  # fmt: skip
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
         poses[..., :2] *= self.stride / poses.new_tensor(ratio)
         return poses, torch.as_tensor(person_scores, dtype=torch.float32, device=self.device)
+
+    def _tagger_maps(self, image: torch.Tensor, input_size, map_size) -> torch.Tensor:
+        """(1, K x runs, h, w) the tagger's tag maps of the same normalised, padded input (its own flip setting)."""
+        (tagger,) = self._tagger
+        tagger.to(self.device).eval()
+        ((maps, _),) = tagger.test_time.maps(
+            tagger.predict_maps,
+            image,
+            input_size,
+            stride=tagger.stride,
+            size_divisibility=self.backbone.size_divisibility,
+        )
+        if tuple(maps["tags"].shape[-2:]) != tuple(map_size):
+            raise ValueError(f"MODEL.AE.TEST.TAGGER_WEIGHTS: the tagger's maps are {tuple(maps['tags'].shape[-2:])}, "
+                             f"the model's {tuple(map_size)}")  # fmt: skip
+        return maps["tags"]
+
+
+def build_tagger(cfg, *, stride: int) -> AssociativeEmbedding:
+    """The trained AE model of MODEL.AE.TEST.TAGGER_WEIGHTS (config MODEL.AE.TEST.TAGGER_CONFIG, by default
+    ``cfg`` with MODEL.ADAANCHOR.ENABLED False), with the flip setting of ``cfg``, in eval mode.
+
+    Raises:
+        ValueError / CheckpointLoadError naming the key when the config or the weights do not fit.
+    """
+    from adaanchor.engine.checkpoint import CheckpointLoadError, StrictWeightsCheckpointer
+    from adaanchor.engine.setup import build_cfg
+
+    test = cfg.MODEL.AE.TEST
+    tagger_cfg = build_cfg(test.TAGGER_CONFIG) if test.TAGGER_CONFIG else cfg.clone()
+    tagger_cfg.defrost()
+    if not test.TAGGER_CONFIG:
+        tagger_cfg.MODEL.ADAANCHOR.ENABLED = False
+    tagger_cfg.MODEL.AE.TEST.TAGGER_WEIGHTS = ""
+    tagger_cfg.MODEL.AE.TEST.FLIP = test.FLIP
+    tagger_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
+    tagger_cfg.freeze()
+    if tagger_cfg.MODEL.META_ARCHITECTURE != "AssociativeEmbedding":
+        raise ValueError(f"MODEL.AE.TEST.TAGGER_CONFIG {test.TAGGER_CONFIG}: the tagger must be an AssociativeEmbedding "
+                         f"model, not {tagger_cfg.MODEL.META_ARCHITECTURE}")  # fmt: skip
+    if tagger_cfg.MODEL.AE.NUM_KEYPOINTS != cfg.MODEL.AE.NUM_KEYPOINTS:
+        raise ValueError(f"MODEL.AE.TEST.TAGGER_CONFIG: the tagger has {tagger_cfg.MODEL.AE.NUM_KEYPOINTS} keypoint "
+                         f"types, the model {cfg.MODEL.AE.NUM_KEYPOINTS}")  # fmt: skip
+    tagger = AssociativeEmbedding(tagger_cfg)
+    if tagger.stride != stride:
+        raise ValueError(f"MODEL.AE.TEST.TAGGER_CONFIG: the tagger's stride is {tagger.stride}, the model's {stride}")
+    try:
+        StrictWeightsCheckpointer(tagger).load(test.TAGGER_WEIGHTS, checkpointables=[])
+    except CheckpointLoadError as e:
+        raise CheckpointLoadError(f"MODEL.AE.TEST.TAGGER_WEIGHTS: {e}") from e
+    return tagger.eval()

@@ -120,10 +120,19 @@ def test_nothing_above_threshold():
     assert not result.valid.any() and result.positions.shape == (3, 30, 2)
 
 
+def _assert_prefix(bounded, reference):
+    """Per map, the bounded detections are the first detections of the reference, slot by slot."""
+    for m in range(bounded.valid.shape[1]):
+        n = int(bounded.valid[0, m].sum())
+        assert not bounded.valid[0, m, n:].any() and reference.valid[0, m, :n].all()
+        for field in ("positions", "scores", "anchor_index"):
+            assert torch.equal(getattr(bounded, field)[0, m, :n], getattr(reference, field)[0, m, :n]), (m, field)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_bounded_merge_gives_the_result_of_merging_every_candidate(seed):
-    """Trained-like and untrained-like maps: merging only the most confident m x c candidates first (and more
-    only while fewer than m survive) returns exactly what merging all of them does, for any c."""
+def test_bounded_merge_returns_the_most_confident_detections_of_merging_every_candidate(seed):
+    """Trained-like and untrained-like maps: merging only the most confident m x c candidates returns the first
+    detections of merging all of them (every one of them when m survive), for any c."""
     g = torch.Generator().manual_seed(seed)
     k, h, w = 3, 24, 20
     confidence = torch.rand(k, h, w, generator=g)
@@ -132,14 +141,97 @@ def test_bounded_merge_gives_the_result_of_merging_every_candidate(seed):
     coarse[:, 1] *= 0.1  # anchors predicting near themselves: long merge chains
     local = 0.3 * torch.randn(1, k, 2, h, w, generator=g)
     estimates = CandidateEstimates(coarse, local)
-    reference = decode_multiple_targets(
-        confidence[None], estimates, threshold=0.01, merge_radius=2.0, max_detections=7,
-        candidates_per_detection=h * w,
-    )  # fmt: skip
+    settings = dict(threshold=0.01, merge_radius=2.0, max_detections=7)
+    reference = decode_multiple_targets(confidence[None], estimates, **settings, candidates_per_detection=h * w)
     for per_detection in (1, 2, 20):
         bounded = decode_multiple_targets(
-            confidence[None], estimates, threshold=0.01, merge_radius=2.0, max_detections=7,
-            candidates_per_detection=per_detection,
-        )  # fmt: skip
-        for field in ("positions", "scores", "anchor_index", "valid"):
-            assert torch.equal(getattr(bounded, field), getattr(reference, field)), (per_detection, field)
+            confidence[None], estimates, **settings, candidates_per_detection=per_detection
+        )
+        _assert_prefix(bounded, reference)
+        if per_detection == 20:  # 140 candidates hold 7 survivors on each of these maps: nothing changes
+            for field in ("positions", "scores", "anchor_index", "valid"):
+                assert torch.equal(getattr(bounded, field), getattr(reference, field)), field
+
+
+def test_every_cell_above_gamma_predicting_one_point_is_decoded_with_bounded_work():
+    """The worst case for an unbounded merge: all 128 x 192 cells above gamma, all predicting about the same
+    point (learnt offsets, untrained confidence). The decoder merges m x 20 candidates only and returns the one
+    detection merging all of them ranks first."""
+    g = torch.Generator().manual_seed(0)
+    h, w = 128, 192
+    confidence = 0.011 + 0.5 * torch.rand(1, 1, h, w, generator=g)
+    cells = candidate_grid(h, w)  # (h, w, 2) feature px
+    coarse = (torch.tensor([90.0, 60.0]) - cells + 0.3 * torch.randn(h, w, 2, generator=g)).permute(2, 0, 1)
+    coarse, local = coarse[None, None], torch.zeros(1, 1, 2, h, w)
+    counting = _CountingEstimates(coarse, local)
+    bounded = decode_multiple_targets(confidence, counting, threshold=0.01, merge_radius=2.0, max_detections=30)
+    assert counting.evaluated == 30 * 20 and int(bounded.valid.sum()) == 1
+    best = int(confidence.flatten().argmax())
+    assert int(bounded.anchor_index[0, 0, 0]) == best
+    assert torch.allclose(bounded.positions[0, 0, 0], torch.tensor([90.0, 60.0]), atol=1.5)
+
+
+class _CountingEstimates(CandidateEstimates):
+    """Estimates that count how many candidates the decoder evaluates (each reaches the merge once)."""
+
+    evaluated = 0
+
+    def at(self, map_index, candidate_index):
+        self.evaluated += map_index.numel()
+        return super().at(map_index, candidate_index)
+
+
+@pytest.mark.parametrize("people", [5, 30, 60])
+def test_bounded_merge_is_unchanged_on_trained_like_centre_maps(people):
+    """DEKR-like centre maps of a 768 x 512 input (128 x 192 cells): each person's 5 x 5 cells confident and
+    regressing its centre, clutter just above gamma elsewhere. Merging the m x 20 most confident candidates
+    first decodes what merging every candidate does, and each person is one detection, at its centre."""
+    g = torch.Generator().manual_seed(people)
+    h, w = 128, 192
+    side = int(people**0.5 + 0.999)
+    gx, gy = torch.meshgrid(
+        (torch.arange(side) + 0.5) * (w / side), (torch.arange(side) + 0.5) * (h / side), indexing="xy"
+    )
+    centres = torch.stack([gx, gy], -1).reshape(-1, 2)[:people] + torch.rand(people, 2, generator=g) - 0.5
+    cells = candidate_grid(h, w)  # (h, w, 2) feature px
+    nearest = ((cells[:, :, None] - centres) ** 2).sum(-1).argmin(-1)  # (h, w)
+    to_centre = centres[nearest] - cells
+    confidence = torch.where(to_centre.abs().amax(-1) <= 2, 0.3 + 0.6 * torch.rand(h, w, generator=g), 0.0)
+    clutter = torch.rand(h, w, generator=g) < 0.04
+    confidence = torch.where(clutter & (confidence == 0), 0.01 + 0.04 * torch.rand(h, w, generator=g), confidence)
+    coarse = torch.where(confidence[..., None] >= 0.3, to_centre, 4 * torch.randn(h, w, 2, generator=g))
+    coarse = (coarse + 0.3 * torch.randn(h, w, 2, generator=g)).permute(2, 0, 1)[None, None]
+    local = 0.05 * torch.randn(1, 1, 2, h, w, generator=g)
+    settings = dict(threshold=0.01, merge_radius=2.0, max_detections=30)
+    counting = _CountingEstimates(coarse, local)
+    bounded = decode_multiple_targets(confidence[None, None], counting, **settings)
+    assert counting.evaluated == 30 * 20 < (confidence >= 0.01).sum()  # the bound is what decides here
+    reference = decode_multiple_targets(
+        confidence[None, None], CandidateEstimates(coarse, local), **settings, candidates_per_detection=h * w
+    )
+    for field in ("positions", "scores", "anchor_index", "valid"):
+        assert torch.equal(getattr(bounded, field), getattr(reference, field)), field
+    found = min(people, 30)
+    assert bounded.valid.all()  # clutter fills the slots the people leave
+    error = torch.cdist(bounded.positions[0, 0, :found], centres).amin(1)
+    assert (error < 1.5).all() and (bounded.scores[0, 0, :found] >= 0.3).all()
+
+
+def test_every_cell_above_gamma_with_random_offsets_is_decoded_with_bounded_work():
+    """An untrained-like map, every one of 128 x 192 cells above gamma with random offsets: the decoder evaluates
+    (and merges) only the m x 20 most confident candidates, and decodes what merging all of them does."""
+    g = torch.Generator().manual_seed(0)
+    h, w = 128, 192
+    confidence = 0.011 + 0.5 * torch.rand(1, 1, h, w, generator=g)
+    coarse = 4 * torch.randn(1, 1, 2, h, w, generator=g)
+    local = 0.5 * torch.randn(1, 1, 2, h, w, generator=g)
+    settings = dict(threshold=0.01, merge_radius=2.0, max_detections=30)
+    counting = _CountingEstimates(coarse, local)
+    bounded = decode_multiple_targets(confidence, counting, **settings, candidates_per_detection=20)
+    assert counting.evaluated == 30 * 20
+    assert bounded.valid.all()
+    reference = decode_multiple_targets(
+        confidence, CandidateEstimates(coarse, local), **settings, candidates_per_detection=h * w
+    )
+    for field in ("positions", "scores", "anchor_index", "valid"):
+        assert torch.equal(getattr(bounded, field), getattr(reference, field)), field

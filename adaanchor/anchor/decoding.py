@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._keys import descending_key, first_k_per_group, rank_within_sorted_groups
+from ._keys import descending_key, rank_within_sorted_groups
 from .candidates import EstimatesLike, estimate_source
 
 __all__ = ["Detections", "decode_single_target", "decode_multiple_targets", "distance_nms"]
@@ -76,11 +76,13 @@ def decode_multiple_targets(
 ) -> Detections:
     """Candidates with confidence >= ``threshold``, merged by predicted position, then the top ``max_detections``.
 
-    Bounded work: the greedy merge keeps or drops a candidate by the candidates before it alone, so the first m
-    survivors of a map are decided by its most confident candidates. Each map is first merged over its m x
-    ``candidates_per_detection`` most confident candidates (one target owns about k of them, k = top-k of
-    training), and over 4 times more, repeatedly, only while fewer than m survive. The result equals merging
-    all of them; an untrained map with every cell above gamma costs m x 20 candidates, not H x W.
+    Bounded work: only the m x ``candidates_per_detection`` most confident candidates of each map are merged
+    (picked with one top-k per map, not a sort of every candidate). The greedy merge keeps or drops a candidate
+    by the candidates before it alone, so the survivors among them are exactly the first survivors of merging
+    every candidate: the result is unchanged whenever at least m of them survive, as on trained maps (one target
+    owns about k of them, k = top-k of training). On maps where they do not (an untrained map whose cells are all
+    above gamma and predict fewer than m places), fewer than m detections come back - the most confident ones,
+    as merging everything would rank them - and the cost stays m x 20 candidates whatever the maps hold.
 
     Args:
         confidence: (..., H, W) float in [0, 1], e.g. (B, K, H, W) or (K, H, W).
@@ -89,8 +91,7 @@ def decode_multiple_targets(
         threshold: gamma (MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD).
         merge_radius: feature-map px (MODEL.ADAANCHOR.TEST.MERGE_RADIUS); <= 0 merges nothing.
         max_detections: m (MODEL.ADAANCHOR.TEST.MAX_DETECTIONS).
-        candidates_per_detection: candidates merged first per detection slot (see above); any value >= 1
-            gives the same result.
+        candidates_per_detection: candidates merged per detection slot (see above; H x W = no bound).
 
     Returns:
         :class:`Detections` with D = max_detections. Candidates with non-finite estimates are dropped.
@@ -104,32 +105,19 @@ def decode_multiple_targets(
     num_maps = flat.shape[0]
     source = estimate_source(estimates, num_maps, height, width)
     with torch.no_grad():
-        map_index, candidate = (flat >= threshold).nonzero().unbind(1)
+        # Priority within each map: confidence descending, then flat index ascending (distinct int64 keys).
+        index = torch.arange(height * width, device=flat.device).expand(num_maps, -1)
+        key = descending_key(flat, index).masked_fill(~(flat >= threshold), torch.iinfo(torch.int64).min)
+        limit = min(max_detections * candidates_per_detection, height * width)
+        top_key, top_candidate = key.topk(limit, dim=1)  # (maps, limit), key descending
+        map_index, rank = (top_key > torch.iinfo(torch.int64).min).nonzero().unbind(1)  # map-major order
+        candidate = top_candidate[map_index, rank]
         score = flat[map_index, candidate]
-        # Priority order within each map: confidence descending, then flat index ascending.
-        order = first_k_per_group(map_index, descending_key(score, candidate), height * width)
-        map_index, candidate, score = map_index[order], candidate[order], score[order]
-        rank = rank_within_sorted_groups(map_index)
-        available = torch.bincount(map_index, minlength=num_maps)
-        x, y = flat.new_zeros(map_index.shape), flat.new_zeros(map_index.shape)
-        evaluated = torch.zeros_like(map_index, dtype=torch.bool)
-        keep = torch.zeros_like(map_index, dtype=torch.bool)
-        active = torch.ones(num_maps, dtype=torch.bool, device=flat.device)
-        limit = max_detections * candidates_per_detection
-        while True:
-            chosen = ((rank < limit) & active[map_index]).nonzero().squeeze(1)
-            new = chosen[~evaluated[chosen]]
-            new_x, new_y = source.at(map_index[new], candidate[new])
-            x[new], y[new], evaluated[new] = new_x.to(x.dtype), new_y.to(y.dtype), True
-            chosen = chosen[torch.isfinite(x[chosen]) & torch.isfinite(y[chosen])]
-            kept = chosen[distance_nms(x[chosen], y[chosen], map_index[chosen], merge_radius)]
-            kept_count = torch.bincount(map_index[kept], minlength=num_maps)
-            done = active & ((kept_count >= max_detections) | (available <= limit))
-            keep[kept[done[map_index[kept]]]] = True
-            active &= ~done
-            if not bool(active.any()):
-                break
-            limit *= 4
+        x, y = source.at(map_index, candidate)
+        x, y = x.to(flat.dtype), y.to(flat.dtype)
+        finite = torch.isfinite(x) & torch.isfinite(y)
+        map_index, candidate, x, y, score = (v[finite] for v in (map_index, candidate, x, y, score))
+        keep = distance_nms(x, y, map_index, merge_radius)
         map_index, candidate, x, y, score = (v[keep] for v in (map_index, candidate, x, y, score))
         slot = rank_within_sorted_groups(map_index)
         cut = slot < max_detections

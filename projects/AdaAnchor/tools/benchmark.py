@@ -16,7 +16,8 @@ import sys
 SUBCOMMANDS = {
     "assignment": "assignment + AdaAnchor losses vs heatmap targets + heatmap loss (training overhead)",
     "grouping": "bottom-up (Associative Embedding) decoding + grouping of one image, AdaAnchor vs heatmap anchor",
-    "inference": "AdaAnchor vs heatmap-anchor DEKR end-to-end inference, forward and post-processing",
+    "inference": "inference by stage (backbone ... mapping back) vs people per image, AdaAnchor vs heatmap anchor, "
+    "DEKR / AE / ROI head, peak memory, worst-case decoding",
     "roi": "ROI keypoint head inference and training, AdaAnchor vs Detectron2's heatmap head, 100 ROIs",
     "synthetic": "synthetic dataset generation speed",
     "training": "DEKR and AE training steps, AdaAnchor vs heatmap anchor interleaved, and the criterion's share",

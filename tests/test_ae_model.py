@@ -67,9 +67,7 @@ def _save(model, folder, name):
 
 
 @pytest.mark.parametrize("flip", [False, True])
-def test_one_tagger_protocol_groups_with_the_tags_of_the_heatmap_twin(tmp_path, monkeypatch, flip):
-    from adaanchor.modeling import associative_embedding as ae
-
+def test_one_tagger_protocol_groups_with_the_tags_of_the_heatmap_twin(tmp_path, flip):
     torch.manual_seed(0)
     tagger_weights = _save(build_model(_cfg("MODEL.ADAANCHOR.ENABLED", False)), tmp_path, "tagger")
     opts = ("MODEL.AE.TEST.DETECTION_THRESHOLD", 0.0, "MODEL.AE.TEST.FLIP", flip)
@@ -81,29 +79,23 @@ def test_one_tagger_protocol_groups_with_the_tags_of_the_heatmap_twin(tmp_path, 
     saved = torch.load(tagger_weights, weights_only=True)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in tagger.state_dict().items())
 
-    seen = []
-
-    def capture(*args, **kwargs):
-        seen.append(args)
-        return np.zeros((0, 14, 3)), np.zeros(0)
-
-    monkeypatch.setattr(ae, "group_by_tags", capture)
     image = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
-        model.poses(image, (96, 128))
-        own.poses(image, (96, 128))
+        with_tagger, with_own = model.candidates(image, (96, 128)), own.candidates(image, (96, 128))
         expected_maps = tagger.test_time.maps(tagger.predict_maps, image, (96, 128), stride=4, size_divisibility=32)
-    with_tagger, with_own = seen
-    np.testing.assert_array_equal(with_tagger[0], with_own[0])  # the same keypoints and scores ...
-    np.testing.assert_array_equal(with_tagger[1], with_own[1])
-    assert not np.allclose(with_tagger[2], with_own[2])  # ... grouped by other tags: the tagger's
+    np.testing.assert_array_equal(with_tagger.positions, with_own.positions)  # the same keypoints and scores ...
+    np.testing.assert_array_equal(with_tagger.scores, with_own.scores)
+    assert not np.allclose(with_tagger.tags, with_own.tags)  # ... grouped by other tags: the tagger's
     tags = expected_maps[0][0]["tags"]
     runs = 2 if flip else 1
-    assert with_tagger[2].shape[-1] == runs and tags.shape[1] == 14 * runs
-    positions = torch.as_tensor(with_tagger[0]).float()  # (K, D, 2) feature px
+    assert with_tagger.tags.shape[-1] == runs and tags.shape[1] == 14 * runs
+    positions = torch.as_tensor(with_tagger.positions).float()  # (K, D, 2) feature px
     for r in range(runs):
         expected = tags_at_cells(tags[:, r * 14 : (r + 1) * 14], positions.transpose(0, 1)[None])[0].T
-        np.testing.assert_allclose(with_tagger[2][..., r], expected.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(with_tagger.tags[..., r], expected.numpy(), rtol=1e-6)
+    poses, scores = model.poses(image, (96, 128))  # = grouping these candidates
+    expected_poses, expected_scores = model.group(with_tagger)
+    assert torch.equal(poses, expected_poses) and torch.equal(scores, expected_scores)
 
 
 def test_a_tagger_checkpoint_of_another_model_is_rejected_naming_the_key(tmp_path):

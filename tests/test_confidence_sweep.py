@@ -117,8 +117,10 @@ def test_ae_one_pass_equals_evaluating_with_both_thresholds_at_each_gamma(tiny_v
     assert confidence_sweep.gamma_keys(cfg) == keys
     model = _spread_model(cfg, seed=0)
     candidates = confidence_sweep.candidate_poses(model, cfg, 0.0)
-    assert len(candidates) == 4 and all(c.positions.shape[0] == cfg.MODEL.AE.NUM_KEYPOINTS for c in candidates)
-    scores = torch.cat([torch.as_tensor(c.scores[c.scores > 0]) for c in candidates])
+    assert len(candidates) == 4 and all(
+        c.candidates.positions.shape[0] == cfg.MODEL.AE.NUM_KEYPOINTS for c in candidates
+    )
+    scores = torch.cat([torch.as_tensor(c.candidates.scores[c.candidates.scores > 0]) for c in candidates])
     # where it matters; the first below the config's detection threshold (0.1), where the criterion's gamma alone
     # would not filter the grouping's candidates
     gammas = [0.02] + [round(float(torch.quantile(scores, q)), 4) for q in (0.5, 0.95)]

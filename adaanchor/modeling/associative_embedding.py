@@ -19,7 +19,10 @@ predicted keypoints, replace the model's own. Missing-joint refinement: MODEL.AE
 Units: feature-map px inside; ``pred_keypoints`` in original-image px (Detectron2's continuous convention).
 """
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -54,6 +57,26 @@ from adaanchor.layers import HeatmapHead  # noqa: E402
 from adaanchor.modeling.bottom_up_base import BottomUpMetaArch  # noqa: E402
 
 TAG_POSITIONS = ("keypoint", "anchor")
+
+
+@dataclass
+class KeypointCandidates:
+    """One image's decoded keypoint candidates, D slots per type, as AE grouping takes them (numpy).
+
+    Attributes:
+        positions: (K, D, 2) x, y feature-map px.
+        scores: (K, D) confidence (or heatmap value), 0 for empty slots.
+        tags: (K, D, L) tags read for each candidate (L = 2 with the flip test).
+        anchors: (K, D, 2) the centre of the anchor cell each candidate comes from, feature-map px (heatmap
+            anchor: its peak's cell); meaningless for empty slots.
+        ratio: (x, y) of the decoded (scaled) input to the input.
+    """
+
+    positions: np.ndarray
+    scores: np.ndarray
+    tags: np.ndarray
+    anchors: np.ndarray
+    ratio: Tuple[float, float]
 
 
 def skeleton_of(metadata):
@@ -215,33 +238,46 @@ class AssociativeEmbedding(BottomUpMetaArch):
         image = torch.div(assignment.positive_map, k, rounding_mode="floor")
         return associative_embedding_sample_loss(tags, image * people + assignment.positive_target, b, people)
 
-    def poses(self, image: torch.Tensor, input_size) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Poses of one image: (N, K, 3) x, y input px and joint score; (N,) person scores, best first."""
+    @torch.no_grad()
+    def candidates(self, image: torch.Tensor, input_size) -> "KeypointCandidates":
+        """The keypoint candidates of one (1, 3, Hp, Wp) normalised, padded image (the image in its top-left
+        ``input_size``, input px), as grouping takes them: decoded per type, tags read (see the module docstring)."""
         ((maps, ratio),) = self.test_time.maps(
             self.predict_maps, image, input_size, stride=self.stride, size_divisibility=self.backbone.size_divisibility
         )
         detections = self.criterion.decode(maps["anchors"])  # leading dims (1, K), D slots
         positions = detections.positions[0]  # (K, D, 2) feature px
+        anchors = candidate_positions(detections.anchor_index[0].clamp(min=0), maps["anchors"].shape[-1])
         if self._tagger:
             tag_maps, read_at = self._tagger_maps(image, input_size, maps["tags"].shape[-2:]), positions
         else:
-            tag_maps = maps["tags"]
-            read_at = candidate_positions(detections.anchor_index[0].clamp(min=0), tag_maps.shape[-1])
-            read_at = read_at if self.tag_at_anchor else positions
+            tag_maps, read_at = maps["tags"], anchors if self.tag_at_anchor else positions
         runs = tag_maps.shape[1] // self.num_keypoints  # 2 with the flip test (concatenated tags)
         tags = torch.stack(
             [tags_at_cells(tag_maps[:, r * self.num_keypoints : (r + 1) * self.num_keypoints],
                            read_at.transpose(0, 1)[None])[0].T for r in range(runs)], dim=-1,
         )  # (K, D, runs)  # fmt: skip
         scores = torch.where(detections.valid[0], detections.scores[0], torch.zeros_like(detections.scores[0]))
+        return KeypointCandidates(
+            positions.cpu().numpy(), scores.cpu().numpy(), tags.cpu().numpy(), anchors.cpu().numpy(), tuple(ratio)
+        )
+
+    def group(self, candidates: "KeypointCandidates", detection_threshold: Optional[float] = None):
+        """Poses of grouped candidates: (N, K, 3) x, y input px and joint score; (N,) person scores, best first.
+        ``detection_threshold``: default MODEL.AE.TEST.DETECTION_THRESHOLD."""
+        threshold = self.detection_threshold if detection_threshold is None else detection_threshold
         poses, person_scores = group_by_tags(
-            positions.cpu().numpy(), scores.cpu().numpy(), tags.cpu().numpy(), self.joint_order,
-            detection_threshold=self.detection_threshold, tag_threshold=self.tag_threshold, max_people=self.max_people,
+            candidates.positions, candidates.scores, candidates.tags, self.joint_order,
+            detection_threshold=threshold, tag_threshold=self.tag_threshold, max_people=self.max_people,
             refine=self.refine,
         )  # fmt: skip
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device)
-        poses[..., :2] *= self.stride / poses.new_tensor(ratio)
+        poses[..., :2] *= self.stride / poses.new_tensor(candidates.ratio)
         return poses, torch.as_tensor(person_scores, dtype=torch.float32, device=self.device)
+
+    def poses(self, image: torch.Tensor, input_size) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Poses of one image: (N, K, 3) x, y input px and joint score; (N,) person scores, best first."""
+        return self.group(self.candidates(image, input_size))
 
     def _tagger_maps(self, image: torch.Tensor, input_size, map_size) -> torch.Tensor:
         """(1, K x runs, h, w) the tagger's tag maps of the same normalised, padded input (its own flip setting)."""

@@ -22,9 +22,9 @@ top-m peaks after the cut). What follows the decoding is re-run per gamma, by ho
   pose NMS again (its order is the pose score). gamma is the centre threshold:
   MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD (AdaAnchor) or MODEL.HEATMAP_ANCHOR.TEST_THRESHOLD (the baseline).
 - Associative Embedding: per image the keypoint candidates of every type are stored once, as the model hands
-  them to its grouping (positions, scores, and the tags it reads: its own, or the tagger's with
-  MODEL.AE.TEST.TAGGER_WEIGHTS); per gamma the candidates scoring >= gamma are grouped again
-  (``group_by_tags``, cheap; MODEL.AE.TEST.REFINE included). Two thresholds filter AE's candidates: the
+  them to its grouping (``AssociativeEmbedding.candidates``: positions, scores, and the tags it reads: its own,
+  or the tagger's with MODEL.AE.TEST.TAGGER_WEIGHTS); per gamma the candidates scoring >= gamma are grouped
+  again (``AssociativeEmbedding.group``, cheap; MODEL.AE.TEST.REFINE included). Two thresholds filter AE's candidates: the
   criterion's decoding threshold (score >= MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD, or
   MODEL.HEATMAP_ANCHOR.TEST_THRESHOLD) and the grouping's (score > MODEL.AE.TEST.DETECTION_THRESHOLD; both 0.1
   in the AE configs, the paper's gamma for AE). gamma sets both, the paper's one "filter out predictions with
@@ -38,7 +38,6 @@ Evaluation: the dataset's protocol on DATASETS.TEST[0] (KeypointEvaluator), valu
 """
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import logging
@@ -57,12 +56,11 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from adaanchor.anchor import AdaAnchor  # noqa: E402
-from adaanchor.bottom_up import group_by_tags, keypoint_boxes  # noqa: E402
+from adaanchor.bottom_up import keypoint_boxes  # noqa: E402
 from adaanchor.engine import AdaAnchorTrainer, build_cfg  # noqa: E402
 from adaanchor.engine.checkpoint import AdaAnchorCheckpointer  # noqa: E402
 from adaanchor.evaluation.detectron2_evaluator import KeypointEvaluator  # noqa: E402
-from adaanchor.modeling import associative_embedding  # noqa: E402
-from adaanchor.modeling.associative_embedding import AssociativeEmbedding  # noqa: E402
+from adaanchor.modeling.associative_embedding import AssociativeEmbedding, KeypointCandidates  # noqa: E402
 from adaanchor.modeling.dekr.meta_arch import DEKR  # noqa: E402
 
 DEFAULT_GAMMAS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
@@ -147,36 +145,28 @@ class DekrImage:
 
 @dataclasses.dataclass
 class AeImage:
-    """One image's AE keypoint candidates decoded at the lowest gamma, as the model hands them to grouping.
+    """One image's AE keypoint candidates decoded at the lowest gamma (``AssociativeEmbedding.candidates``).
 
     Attributes:
         inputs: the test loader's dict.
-        positions: (K, D, 2) feature-map px; scores: (K, D), 0 for empty slots; tags: (K, D, L); joint_order and
-            grouping (the other keywords of the model's ``group_by_tags`` call): as the model passed them.
-        stride: input px per feature px (AE decodes at scale 1 only).
+        candidates: :class:`KeypointCandidates`, feature-map px.
+        group: the model's grouping, (candidates, detection_threshold) -> poses (N, K, 3) input px, scores (N,).
         original_per_input: (x, y) original-image px per input px.
     """
 
     inputs: dict
-    positions: np.ndarray
-    scores: np.ndarray
-    tags: np.ndarray
-    joint_order: List[int]
-    grouping: dict
-    stride: int
+    candidates: KeypointCandidates
+    group: Callable
     original_per_input: Tuple[float, float]
 
     def poses_at(self, gamma: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """The model's poses (N, K, 3) original-image px and scores (N,) had it decoded and grouped at ``gamma``
         (the same float32 steps as ``AssociativeEmbedding.poses`` and ``BottomUpMetaArch.inference``)."""
-        scores = np.where(self.scores >= gamma, self.scores, 0.0)
-        poses, person_scores = group_by_tags(
-            self.positions, scores, self.tags, self.joint_order, **{**self.grouping, "detection_threshold": gamma}
-        )
-        poses = torch.as_tensor(poses, dtype=torch.float32)
-        poses[..., :2] *= self.stride
+        scores = np.where(self.candidates.scores >= gamma, self.candidates.scores, 0.0)
+        poses, person_scores = self.group(dataclasses.replace(self.candidates, scores=scores), gamma)
+        poses = poses.cpu()
         poses[..., :2] = poses[..., :2] * poses.new_tensor(self.original_per_input)
-        return poses, torch.as_tensor(person_scores, dtype=torch.float32)
+        return poses, person_scores.cpu()
 
 
 def dataset_inputs(model, cfg) -> Iterator[Tuple[dict, torch.Tensor, Tuple[int, int]]]:
@@ -209,24 +199,6 @@ def dekr_candidates(model: DEKR, cfg, gamma: float) -> List[DekrImage]:
     return out
 
 
-@contextlib.contextmanager
-def recorded_grouping(records: list):
-    """While active, every ``group_by_tags`` call of the AE model (the name in ``adaanchor.modeling.
-    associative_embedding``) appends its arguments ``(positions, scores, tags, joint_order, keywords)`` to
-    ``records`` and runs as usual: the candidates exactly as ``AssociativeEmbedding.poses`` computes them."""
-    model_grouping = associative_embedding.group_by_tags
-
-    def record(positions, scores, tags, joint_order, **keywords):
-        records.append((positions, scores, tags, joint_order, keywords))
-        return model_grouping(positions, scores, tags, joint_order, **keywords)
-
-    associative_embedding.group_by_tags = record
-    try:
-        yield records
-    finally:
-        associative_embedding.group_by_tags = model_grouping
-
-
 @torch.no_grad()
 def ae_candidates(model: AssociativeEmbedding, cfg, gamma: float) -> List[AeImage]:
     """One inference pass of an AE model: per image, its keypoint candidates decoded at ``gamma`` (its criterion
@@ -235,14 +207,8 @@ def ae_candidates(model: AssociativeEmbedding, cfg, gamma: float) -> List[AeImag
     model.criterion = at_threshold(criterion, gamma)
     try:
         for x, image, (input_h, input_w) in dataset_inputs(model, cfg):
-            with recorded_grouping([]) as records:
-                model.poses(image, (input_h, input_w))
-            if len(records) != 1:
-                raise RuntimeError(f"AssociativeEmbedding.poses called group_by_tags {len(records)} times for one "
-                                   "image, not once: recorded_grouping misses its candidates")  # fmt: skip
-            ((positions, scores, tags, joint_order, grouping),) = records
             scale = (x["width"] / input_w, x["height"] / input_h)
-            out.append(AeImage(x, positions, scores, tags, joint_order, grouping, model.stride, scale))
+            out.append(AeImage(x, model.candidates(image, (input_h, input_w)), model.group, scale))
     finally:
         model.criterion = criterion
     return out

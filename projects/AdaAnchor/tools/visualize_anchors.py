@@ -97,7 +97,7 @@ from adaanchor.data.bottom_up_mapper import BottomUpDatasetMapper  # noqa: E402
 from adaanchor.data.image_io import ImageReadError, read_image  # noqa: E402
 from adaanchor.engine import build_cfg  # noqa: E402
 from adaanchor.engine.checkpoint import AdaAnchorCheckpointer  # noqa: E402
-from adaanchor.modeling.associative_embedding import AssociativeEmbedding  # noqa: E402
+from adaanchor.modeling.associative_embedding import AssociativeEmbedding, KeypointCandidates  # noqa: E402
 from adaanchor.modeling.dekr.meta_arch import DEKR  # noqa: E402
 from adaanchor.modeling.roi_heads import AdaAnchorKeypointHead  # noqa: E402
 from adaanchor.modeling.roi_heads.keypoint_head import roi_keypoint_targets  # noqa: E402
@@ -116,7 +116,7 @@ TITLE_PX, LEGEND_PX = 50, 150  # bands above and below the image panel (the lege
 # the joints most often occluded, where adaptive anchors leave the keypoint
 DEFAULT_TRAINING_KEYPOINTS = ("left_wrist", "right_wrist", "left_ankle", "right_ankle")
 HOSTS = {"DEKR": "DEKR", "AssociativeEmbedding": "AE", "KeypointRCNN": "ROI", "GeneralizedRCNN": "ROI"}
-JOINT_MATCH_TOLERANCE = 1e-3  # input px: a pose joint is the decoded candidate at its position (float32 rounding)
+JOINT_MATCH_TOLERANCE = 1e-3  # feature px: a pose joint is the decoded candidate at its position (float32 rounding)
 
 
 class ToolError(Exception):
@@ -483,46 +483,42 @@ def no_arrows(keypoints: np.ndarray, drawn: np.ndarray, used: np.ndarray, **fiel
     )  # fmt: skip
 
 
-def ae_anchor_cells(model: AssociativeEmbedding, image: torch.Tensor, input_size, poses: torch.Tensor) -> torch.Tensor:
+def ae_anchor_cells(candidates: KeypointCandidates, poses: np.ndarray) -> np.ndarray:
     """The winning anchor of every joint of the AE model's poses of one image.
 
     Args:
-        image: (1, 3, Hp, Wp) the normalised, padded input; input_size: (h, w) of the image in it, input px.
-        poses: (N, K, 3) the model's ``poses(image, input_size)``: x, y input px, score (0 for a missing joint).
+        candidates: the model's candidates of the image (``AssociativeEmbedding.candidates``), feature-map px.
+        poses: (N, K, 3) their grouping, x, y feature-map px, score (0 for a missing joint).
     Returns:
-        (N, K, 2) input px, the centre of the anchor cell of the decoded candidate each joint is (the same maps,
-        ``criterion.decode``), NaN for missing joints. Raises RuntimeError if a joint is not a decoded candidate.
+        (N, K, 2) feature-map px, the centre of the anchor cell of the candidate each joint is, NaN for missing
+        joints. Raises RuntimeError if a joint is not one of the candidates.
     """
-    ((maps, ratio),) = model.test_time.maps(
-        model.predict_maps, image, input_size, stride=model.stride, size_divisibility=model.backbone.size_divisibility
-    )
-    detections = model.criterion.decode(maps["anchors"])  # leading dims (1, K), D slots, feature px
-    to_input = model.stride / poses.new_tensor(ratio)  # (x, y) input px per feature px
-    positions = detections.positions[0] * to_input  # (K, D, 2)
-    cells = candidate_positions(detections.anchor_index[0].clamp(min=0), maps["anchors"].shape[-1]) * to_input
-    distance = (poses[:, :, None, :2] - positions[None]).norm(dim=-1)  # (N, K, D)
-    nearest, slot = distance.masked_fill(~detections.valid[0][None], float("inf")).min(dim=-1)
-    present = poses[..., 2] > 0
-    if bool((nearest[present] > JOINT_MATCH_TOLERANCE).any()):
+    distance = np.linalg.norm(poses[:, :, None, :2] - candidates.positions[None], axis=-1)  # (N, K, D)
+    distance = np.where(candidates.scores[None] > 0, distance, np.inf)
+    slot, present = distance.argmin(axis=-1), poses[..., 2] > 0
+    if (np.take_along_axis(distance, slot[..., None], -1)[..., 0][present] > JOINT_MATCH_TOLERANCE).any():
         raise RuntimeError("a joint of the AE model's poses is not one of its decoded candidates")
-    types = torch.arange(poses.shape[1], device=poses.device)
-    joint_cells = cells[types[None, :], slot]  # (N, K, 2)
-    return torch.where(present[..., None], joint_cells, torch.full_like(joint_cells, float("nan")))
+    cells = candidates.anchors[np.arange(poses.shape[1])[None, :], slot]  # (N, K, 2)
+    return np.where(present[..., None], cells, np.nan)
 
 
 @torch.no_grad()
 def ae_inference(model: AssociativeEmbedding, inputs: dict) -> KeypointAnchors:
-    """The AE model's poses of one image (its ``poses()``, best first) and, for AdaAnchor, each joint's winning
-    anchor (:func:`ae_anchor_cells`), mapped to original-image px as ``BottomUpMetaArch.inference`` maps poses."""
+    """The AE model's poses of one image (its ``poses()``: candidates, then grouping; best first) and, for
+    AdaAnchor, each joint's winning anchor (:func:`ae_anchor_cells`), mapped to original-image px as
+    ``BottomUpMetaArch.inference`` maps poses."""
     images = model.preprocess_image([inputs])
     input_size = tuple(images.image_sizes[0])
-    poses, _ = model.poses(images.tensor[:1], input_size)
+    candidates = model.candidates(images.tensor[:1], input_size)
+    poses, _ = model.group(candidates)  # input px
     to_original = poses.new_tensor([inputs["width"] / input_size[1], inputs["height"] / input_size[0]])
     keypoints, drawn = _numpy(poses[..., :2] * to_original), (poses[..., 2] > 0).cpu().numpy()
     if not isinstance(model.criterion, AdaAnchor):
         return no_arrows(keypoints, drawn, drawn)
-    cells = ae_anchor_cells(model, images.tensor[:1], input_size, poses) * to_original
-    return joint_arrows(_numpy(cells), keypoints, drawn)
+    to_input = model.stride / np.asarray(candidates.ratio)  # input px per feature px
+    in_features = np.concatenate([_numpy(poses[..., :2]) / to_input, _numpy(poses[..., 2:])], axis=-1)
+    cells = ae_anchor_cells(candidates, in_features) * to_input * _numpy(to_original)
+    return joint_arrows(cells, keypoints, drawn)
 
 
 @torch.no_grad()

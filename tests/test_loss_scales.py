@@ -51,3 +51,24 @@ def test_feature_gradients_per_term_and_group_scale_with_the_weights(tmp_path, c
     doubled = _run(capsys, name, "MODEL.ADAANCHOR.OFFSET_LOSS_WEIGHT", "0.02")  # Base-AE: 0.01
     assert doubled["grad/loss_keypoint_offset"] == pytest.approx(2 * plain["grad/loss_keypoint_offset"], rel=1e-4)
     assert doubled["grad/loss_tag_pull"] == pytest.approx(plain["grad/loss_tag_pull"], rel=1e-4)
+
+
+def test_main_leaves_the_callers_logging_as_it_was(tmp_path, capsys):
+    # setup_logger stops the "adaanchor" records reaching the root logger (and pytest's caplog): only the script
+    # entry point may call it, never main()
+    import logging
+
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from adaanchor.data.datasets import register_keypoint_dataset
+
+    source = make_tiny_source(tmp_path, num_images=2)
+    name = "loss_scales_logging"
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_keypoint_dataset(name, str(source / "annotations.json"), str(source / "images"), "crowdpose")
+    loggers = [logging.getLogger(n) for n in ("adaanchor", "detectron2")]
+    before = [(lg.propagate, lg.level, list(lg.handlers)) for lg in loggers]
+    _run(capsys, name)
+    assert [(lg.propagate, lg.level, list(lg.handlers)) for lg in loggers] == before

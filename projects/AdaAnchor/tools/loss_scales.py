@@ -103,8 +103,6 @@ def measure(cfg, batches: int):
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_logger(name="adaanchor")
-    logging.getLogger("detectron2").setLevel(logging.WARNING)
     cfg = build_cfg(args.config_file, args.opts)
     values, grads, group_grads = measure(cfg, args.batches)
     print(f"{'term':<32} {'value':>12} {'feature grad':>14}")
@@ -120,4 +118,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    setup_logger(name="adaanchor")  # here, not in main(): it stops the logger's records propagating to the root
+    logging.getLogger("detectron2").setLevel(logging.WARNING)
     sys.exit(main())

@@ -175,6 +175,10 @@ def add_ae_config(cfg: CN) -> None:
     # False, the heatmap-anchor twin). "" weights: the model's own tags.
     cfg.MODEL.AE.TEST.TAGGER_WEIGHTS = ""
     cfg.MODEL.AE.TEST.TAGGER_CONFIG = ""
+    # An oracle tagger for localisation studies (e.g. where no trained tagger exists, as on the CPU benchmark):
+    # each candidate's tag is the index of the ground-truth person whose labelled keypoint of its type is nearest
+    # (the test loader keeps the annotations); grouping is then the same for every model.
+    cfg.MODEL.AE.TEST.GROUND_TRUTH_TAGS = False
 
 
 def add_roi_keypoint_head_config(cfg: CN) -> None:

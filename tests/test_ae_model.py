@@ -106,3 +106,27 @@ def test_a_tagger_checkpoint_of_another_model_is_rejected_naming_the_key(tmp_pat
         build_model(_cfg("MODEL.AE.TEST.TAGGER_WEIGHTS", wrong))
     with pytest.raises(CheckpointLoadError, match="MODEL.AE.TEST.TAGGER_WEIGHTS: .*not found"):
         build_model(_cfg("MODEL.AE.TEST.TAGGER_WEIGHTS", str(tmp_path / "missing.pth")))
+
+
+def test_ground_truth_tags_group_by_the_nearest_annotated_person():
+    from detectron2.structures import Instances, Keypoints
+
+    model = build_model(_cfg("MODEL.AE.TEST.GROUND_TRUTH_TAGS", True, "MODEL.AE.TEST.DETECTION_THRESHOLD", 0.0)).eval()
+    people = torch.zeros(2, 14, 3)
+    people[0, :, :2], people[1, :, :2], people[:, :, 2] = torch.tensor([20.0, 30.0]), torch.tensor([100.0, 60.0]), 2
+    image = torch.randn(1, 3, 96, 128)
+    found = model.candidates(image, (96, 128), people)
+    near_second = np.linalg.norm(found.positions * 4 - [100.0, 60.0], axis=-1) < np.linalg.norm(
+        found.positions * 4 - [20.0, 30.0], axis=-1
+    )  # feature px * stride = input px
+    assert found.tags.shape[-1] == 1 and np.array_equal(found.tags[..., 0], near_second.astype(float))
+    inputs = {"image": torch.zeros(3, 96, 128, dtype=torch.uint8), "height": 96, "width": 128}
+    with pytest.raises(ValueError, match="GROUND_TRUTH_TAGS: the input has no ground-truth 'instances'"):
+        with torch.no_grad():
+            model([inputs])
+    inputs["instances"] = Instances((96, 128), gt_keypoints=Keypoints(people))
+    with torch.no_grad():
+        (out,) = model([inputs])
+    assert len(out["instances"]) >= 2  # at least one person per annotated person's tag
+    with pytest.raises(ValueError, match="choose one tagger"):
+        build_model(_cfg("MODEL.AE.TEST.GROUND_TRUTH_TAGS", True, "MODEL.AE.TEST.TAGGER_WEIGHTS", "x.pth"))

@@ -10,6 +10,7 @@ import torch
 from adaanchor.bottom_up import (
     associative_embedding_loss,
     associative_embedding_sample_loss,
+    ground_truth_tags,
     group_by_tags,
     joint_order_from_skeleton,
 )
@@ -125,3 +126,21 @@ def test_sample_loss_takes_several_samples_per_joint():
     spread = ((1 - ref) ** 2 * 2 + (3 - ref) ** 2) / 3
     assert pull.item() == pytest.approx(spread / 2)
     assert push.item() == pytest.approx(2 * math.exp(-((ref + 1.0) ** 2)) / 2 * 0.5)
+
+
+def test_ground_truth_tags_name_the_person_whose_keypoint_of_the_type_is_nearest():
+    people = np.array(
+        [[[10, 10, 2], [20, 20, 2], [0, 0, 0]], [[60, 60, 2], [0, 0, 0], [0, 0, 0]]], dtype=float
+    )  # (T=2, K=3, 3): type 1 only person 0 labelled, type 2 nobody
+    positions = np.array([[[58, 61], [11, 9]], [[70, 70], [21, 19]], [[10, 10], [60, 60]]], dtype=float)  # (K, D=2)
+    tags = ground_truth_tags(positions, people)
+    assert tags.shape == (3, 2, 1)
+    assert tags[0, :, 0].tolist() == [1, 0] and tags[1, :, 0].tolist() == [0, 0]  # nearest labelled of that type
+    assert tags[2, :, 0].tolist() == [2 + 4, 2 + 5]  # nobody labelled type 2: tags of their own
+    scores = np.array([[0.9, 0.9], [0.5, 0.9], [0.9, 0.9]])  # the far type-1 candidate scores lower
+    poses, _ = group_by_tags(positions, scores, tags, [0, 1, 2])
+    by_first_x = {round(p[0, 0]): p for p in poses if p[0, 2] > 0}
+    np.testing.assert_allclose(by_first_x[11][:2, :2], [[11, 9], [21, 19]])  # person 0 gets its own type-1 joint
+    assert len(poses) == 5  # persons 0 and 1, type 1's far candidate and the two type-2 candidates alone
+    empty = ground_truth_tags(positions, np.zeros((0, 3, 3)))
+    assert empty[..., 0].tolist() == [[0, 1], [2, 3], [4, 5]]

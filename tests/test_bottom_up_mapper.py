@@ -131,7 +131,21 @@ def test_test_mode_resizes_short_side(tmp_path):
     )
     out = test_mapper(rec)
     assert tuple(out["image"].shape) == (3, 30, 40) and (out["height"], out["width"]) == (60, 80)
-    assert "annotations" not in out
+    assert "annotations" not in out and "instances" not in out
+
+
+def test_test_mode_keeps_the_people_resized_with_the_image_for_ground_truth_tags(tmp_path):
+    crowd = {"bbox": [0, 0, 5, 5], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 1,
+             "keypoints": [1.0, 1.0, 2] * 3, "area": 25.0}  # fmt: skip
+    rec = _image_and_record(tmp_path, [(10.5, 20.5, 2), (0, 0, 0), (41.0, 30.0, 1)], [crowd])
+    test_mapper = BottomUpDatasetMapper(
+        False, image_format="BGR", input_size=64, test_resize=T.ResizeShortestEdge(30, 1000), test_keypoints=True
+    )
+    out = test_mapper(rec)
+    assert out["instances"].image_size == (30, 40)
+    keypoints = out["instances"].gt_keypoints.tensor
+    assert keypoints.shape == (1, 3, 3)  # the crowd region is no person
+    np.testing.assert_allclose(keypoints[0].numpy(), [[5.25, 10.25, 2], [0, 0, 0], [20.5, 15.0, 1]])
 
 
 def test_json_size_that_disagrees_with_the_image_uses_the_decoded_size(tmp_path, caplog):

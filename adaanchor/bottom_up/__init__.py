@@ -2,7 +2,7 @@
 the people of a batch, which cells regress whom, pose assembly / scoring / NMS, the test-time loop, and
 Associative Embedding's tag loss and grouping."""
 
-from .grouping import group_by_tags, joint_order_from_skeleton
+from .grouping import ground_truth_tags, group_by_tags, joint_order_from_skeleton
 from .ownership import offset_targets, region_owner
 from .people import MIN_OFFSET_SCALE, PeopleBatch, downsample_ignore_masks, gather_people
 from .poses import (
@@ -26,6 +26,7 @@ __all__ = [
     "associative_embedding_sample_loss",
     "downsample_ignore_masks",
     "gather_people",
+    "ground_truth_tags",
     "group_by_tags",
     "joint_order_from_skeleton",
     "keypoint_boxes",

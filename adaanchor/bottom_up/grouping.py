@@ -11,7 +11,12 @@ Matching, per joint type in that order: each candidate above the detection thres
 people grouped so far by the distance between its tag and the person's mean tag; the cost is AE's
 detection-value cost, ``round(distance) * 100 - score``, so that among tags equally close (to the unit) the
 higher-scoring candidate wins; a pair is accepted when its tag distance is below ``tag_threshold`` (AE: 1);
-every other candidate starts a new person. Person score = mean keypoint score over all K types (a missing
+every other candidate starts a new person. One departure from AE's code: a pair at or beyond the threshold costs
+as much as no pair (AE's padding cost, 1e10) instead of its detection value. With AE's cost the optimum may
+spend a person on a pair that is then rejected: two candidates sharing one person's tag, with another person at
+the same rounded distance from both, tie (the totals differ by nothing), and the lower-scoring one may join
+while the higher-scoring one starts a person alone; here the optimum first matches as many acceptable pairs
+as it can, then takes the cheapest. Person score = mean keypoint score over all K types (a missing
 joint counts 0), as HigherHRNet scores people.
 
 Missing-joint refinement (optional, off by default: the paper removes it for a fair comparison): AE fills each
@@ -19,6 +24,10 @@ person's missing joint types after grouping with the heatmap location that maxim
 distance)``; here the same rule runs over the decoded candidates of that type (every candidate with a positive
 score, below the detection threshold too), so that it applies to both anchors alike. As in AE, the candidate
 need not be unused and no tag threshold applies; the person score is taken after refinement.
+
+Ground-truth tags (:func:`ground_truth_tags`, MODEL.AE.TEST.GROUND_TRUTH_TAGS) replace a learnt tagger by an oracle
+for localisation studies: a candidate's tag is the index of the person whose labelled keypoint of its type is
+nearest, so grouping is the same for every model and the result measures keypoint localisation and scores.
 """
 
 from collections import deque
@@ -27,7 +36,9 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["group_by_tags", "joint_order_from_skeleton"]
+__all__ = ["ground_truth_tags", "group_by_tags", "joint_order_from_skeleton"]
+
+NO_PAIR_COST = 1e10  # the matching cost of a pair that the tag threshold rejects (AE's padding cost)
 
 
 def joint_order_from_skeleton(num_keypoints: int, skeleton: Sequence[Tuple[int, int]]) -> List[int]:
@@ -121,7 +132,7 @@ def group_by_tags(
         if people:
             means = tag_sums[:people] / tag_counts[:people, None]  # (P, L)
             distance = np.linalg.norm(found_tags[:, None, :] - means[None, :, :], axis=2)  # (n, P)
-            cost = np.round(distance) * 100 - found[:, 2:3]
+            cost = np.where(distance < tag_threshold, np.round(distance) * 100 - found[:, 2:3], NO_PAIR_COST)
             rows, cols = linear_sum_assignment(cost)
             accept = distance[rows, cols] < tag_threshold
             assigned[rows[accept]] = cols[accept]
@@ -159,3 +170,24 @@ def _refine_missing_joints(poses: np.ndarray, person_tags: np.ndarray, positions
         best = found[np.argmax(scores[k, found][None, :] - np.round(distance), axis=1)]
         poses[missing, k, :2] = positions[k, best]
         poses[missing, k, 2] = scores[k, best]
+
+
+def ground_truth_tags(positions: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """Oracle tags: each candidate takes the index of the person whose labelled keypoint of its type is nearest.
+
+    Args:
+        positions: (K, D, 2) candidate positions.
+        keypoints: (T, K, 3) the ground-truth people, x, y in the unit of ``positions``, v (> 0: labelled).
+    Returns:
+        (K, D, 1) float tags for :func:`group_by_tags`: the person index t, or, for a type that no person has
+        labelled, a tag of the candidate's own (T + its flat index: at least 1 from every other tag, so it
+        starts a person alone, as a spurious candidate does).
+    """
+    num_types, slots = positions.shape[:2]
+    tags = (keypoints.shape[0] + np.arange(num_types * slots, dtype=np.float64)).reshape(num_types, slots)
+    if keypoints.shape[0]:
+        by_type = keypoints.transpose(1, 0, 2)  # (K, T, 3)
+        distance = np.linalg.norm(positions[:, :, None, :] - by_type[:, None, :, :2], axis=-1)  # (K, D, T)
+        distance = np.where(by_type[:, None, :, 2] > 0, distance, np.inf)
+        tags = np.where(np.isfinite(distance.min(axis=-1)), distance.argmin(axis=-1), tags)
+    return tags[..., None]

@@ -72,6 +72,7 @@ class BottomUpDatasetMapper:
         flip_indices: Optional[List[int]] = None,
         num_keypoints: int = 0,
         test_resize: Optional[T.Augmentation] = None,
+        test_keypoints: bool = False,
     ):
         """
         Args:
@@ -84,6 +85,8 @@ class BottomUpDatasetMapper:
             flip_indices: K indices, the keypoint order after a flip (KeypointSpec.flip_indices).
             num_keypoints: K, for the empty ``gt_keypoints`` of images without people.
             test_resize: the test-time resize (ResizeShortestEdge).
+            test_keypoints: at test time, keep the people's keypoints, resized with the image, as ``instances``
+                (``gt_keypoints`` (T, K, 3) input px; for MODEL.AE.TEST.GROUND_TRUTH_TAGS).
         """
         if is_train and flip_prob > 0 and flip_indices is None:
             raise ValueError("BottomUpDatasetMapper: flip_prob > 0 needs the dataset's keypoint flip indices")
@@ -97,6 +100,7 @@ class BottomUpDatasetMapper:
         self.flip_indices = None if flip_indices is None else np.asarray(flip_indices, dtype=np.int64)
         self.num_keypoints = int(num_keypoints)
         self.test_resize = test_resize
+        self.test_keypoints = test_keypoints
         self._size_disagreements = set()  # file names whose json size differs from the decoded image's
         self._skips = counters()  # shared with the loader's workers (adaanchor.data.skips)
 
@@ -120,6 +124,7 @@ class BottomUpDatasetMapper:
             "flip_indices": flip_indices,
             "num_keypoints": num_keypoints,
             "test_resize": T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST),
+            "test_keypoints": not is_train and cfg.MODEL.AE.TEST.GROUND_TRUTH_TAGS,
         }
 
     def __call__(self, dataset_dict):
@@ -153,9 +158,20 @@ class BottomUpDatasetMapper:
         dataset_dict["height"], dataset_dict["width"] = height, width
 
     def _map_test(self, dataset_dict, image):
-        image = self.test_resize.get_transform(image).apply_image(image)
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        dataset_dict.pop("annotations", None)
+        transform = self.test_resize.get_transform(image)
+        resized = transform.apply_image(image)
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+        annotations = dataset_dict.pop("annotations", [])
+        if self.test_keypoints:
+            people = [a for a in annotations if not a.get("iscrowd", 0) and _num_labelled(a) > 0]
+            keypoints = np.asarray([a["keypoints"] for a in people], dtype=np.float64).reshape(len(people), -1, 3)
+            keypoints[:, :, :2] = transform.apply_coords(keypoints[:, :, :2].reshape(-1, 2)).reshape(
+                -1, keypoints.shape[1], 2
+            )
+            keypoints[keypoints[:, :, 2] <= 0] = 0.0
+            instances = Instances(resized.shape[:2])
+            instances.gt_keypoints = Keypoints(torch.as_tensor(keypoints, dtype=torch.float32))
+            dataset_dict["instances"] = instances
         return dataset_dict
 
     def _map_train(self, dataset_dict, image):

@@ -14,7 +14,9 @@ max-pool peaks, top 30, quarter-pixel shift), tags read there, grouped by
 score = mean keypoint score. Flip test: maps averaged, tags of the mirrored run concatenated (HigherHRNet).
 The paper's protocol, one tagger for both anchors: with MODEL.AE.TEST.TAGGER_WEIGHTS a trained AE model (by
 default this config's heatmap-anchor twin) runs beside the model at test time and its tags, read at the
-predicted keypoints, replace the model's own. Missing-joint refinement: MODEL.AE.TEST.REFINE (off).
+predicted keypoints, replace the model's own; MODEL.AE.TEST.GROUND_TRUTH_TAGS is an oracle tagger instead (each
+candidate tagged with the ground-truth person nearest it; a localisation study). Missing-joint refinement:
+MODEL.AE.TEST.REFINE (off).
 
 Units: feature-map px inside; ``pred_keypoints`` in original-image px (Detectron2's continuous convention).
 """
@@ -50,6 +52,7 @@ from adaanchor.bottom_up import (  # noqa: E402
     associative_embedding_sample_loss,
     downsample_ignore_masks,
     gather_people,
+    ground_truth_tags,
     group_by_tags,
     joint_order_from_skeleton,
 )
@@ -128,6 +131,7 @@ class AssociativeEmbedding(BottomUpMetaArch):
         max_people: int,
         refine: bool = False,
         tagger: Optional["AssociativeEmbedding"] = None,
+        use_ground_truth_tags: bool = False,
         pixel_mean,
         pixel_std,
     ):
@@ -146,6 +150,7 @@ class AssociativeEmbedding(BottomUpMetaArch):
         self.refine = refine
         # kept out of the module tree: not trained, not in this model's checkpoints, moved and set to eval here
         self._tagger = (tagger.eval(),) if tagger is not None else ()
+        self.use_ground_truth_tags = use_ground_truth_tags
 
     @classmethod
     def from_config(cls, cfg):
@@ -171,6 +176,8 @@ class AssociativeEmbedding(BottomUpMetaArch):
         num_keypoints, skeleton = skeleton_of(MetadataCatalog.get(names[0]))
         if num_keypoints != k:
             raise ValueError(f"MODEL.AE.NUM_KEYPOINTS is {k} but dataset '{names[0]}' has {num_keypoints} keypoints")
+        if a.TEST.GROUND_TRUTH_TAGS and a.TEST.TAGGER_WEIGHTS:
+            raise ValueError("MODEL.AE.TEST.GROUND_TRUTH_TAGS and MODEL.AE.TEST.TAGGER_WEIGHTS: choose one tagger")
         if tuple(a.TEST.SCALES) != (1.0,):
             raise ValueError(f"MODEL.AE.TEST.SCALES: only (1.0,) is supported for now, got {tuple(a.TEST.SCALES)}")
         flip = None
@@ -200,6 +207,7 @@ class AssociativeEmbedding(BottomUpMetaArch):
             "max_people": criterion.max_detections,
             "refine": a.TEST.REFINE,
             "tagger": build_tagger(cfg, stride=shapes[a.IN_FEATURE].stride) if a.TEST.TAGGER_WEIGHTS else None,
+            "use_ground_truth_tags": a.TEST.GROUND_TRUTH_TAGS,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
@@ -239,9 +247,12 @@ class AssociativeEmbedding(BottomUpMetaArch):
         return associative_embedding_sample_loss(tags, image * people + assignment.positive_target, b, people)
 
     @torch.no_grad()
-    def candidates(self, image: torch.Tensor, input_size) -> "KeypointCandidates":
+    def candidates(
+        self, image: torch.Tensor, input_size, people: Optional[torch.Tensor] = None
+    ) -> "KeypointCandidates":
         """The keypoint candidates of one (1, 3, Hp, Wp) normalised, padded image (the image in its top-left
-        ``input_size``, input px), as grouping takes them: decoded per type, tags read (see the module docstring)."""
+        ``input_size``, input px), as grouping takes them: decoded per type, tags read (see the module docstring).
+        ``people``: (T, K, 3) the ground-truth keypoints, input px, for MODEL.AE.TEST.GROUND_TRUTH_TAGS."""
         ((maps, ratio),) = self.test_time.maps(
             self.predict_maps, image, input_size, stride=self.stride, size_divisibility=self.backbone.size_divisibility
         )
@@ -258,8 +269,15 @@ class AssociativeEmbedding(BottomUpMetaArch):
                            read_at.transpose(0, 1)[None])[0].T for r in range(runs)], dim=-1,
         )  # (K, D, runs)  # fmt: skip
         scores = torch.where(detections.valid[0], detections.scores[0], torch.zeros_like(detections.scores[0]))
+        tags = tags.cpu().numpy()
+        if self.use_ground_truth_tags:
+            if people is None:
+                raise ValueError("MODEL.AE.TEST.GROUND_TRUTH_TAGS: the input has no ground-truth 'instances'")
+            in_features = people.detach().cpu().double().numpy().copy()
+            in_features[..., :2] *= np.asarray(ratio) / self.stride  # input px -> feature px
+            tags = ground_truth_tags(positions.cpu().double().numpy(), in_features)
         return KeypointCandidates(
-            positions.cpu().numpy(), scores.cpu().numpy(), tags.cpu().numpy(), anchors.cpu().numpy(), tuple(ratio)
+            positions.cpu().numpy(), scores.cpu().numpy(), tags, anchors.cpu().numpy(), tuple(ratio)
         )
 
     def group(self, candidates: "KeypointCandidates", detection_threshold: Optional[float] = None):
@@ -275,9 +293,16 @@ class AssociativeEmbedding(BottomUpMetaArch):
         poses[..., :2] *= self.stride / poses.new_tensor(candidates.ratio)
         return poses, torch.as_tensor(person_scores, dtype=torch.float32, device=self.device)
 
-    def poses(self, image: torch.Tensor, input_size) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Poses of one image: (N, K, 3) x, y input px and joint score; (N,) person scores, best first."""
-        return self.group(self.candidates(image, input_size))
+    def poses(self, image: torch.Tensor, input_size, people: Optional[torch.Tensor] = None):
+        """Poses of one image: (N, K, 3) x, y input px and joint score; (N,) person scores, best first
+        (``people``: see :meth:`candidates`)."""
+        return self.group(self.candidates(image, input_size, people))
+
+    def input_poses(self, inputs: dict, image: torch.Tensor, input_size):
+        people = (
+            inputs["instances"].gt_keypoints.tensor if self.use_ground_truth_tags and "instances" in inputs else None
+        )
+        return self.poses(image, input_size, people)
 
     def _tagger_maps(self, image: torch.Tensor, input_size, map_size) -> torch.Tensor:
         """(1, K x runs, h, w) the tagger's tag maps of the same normalised, padded input (its own flip setting)."""

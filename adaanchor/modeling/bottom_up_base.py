@@ -52,12 +52,16 @@ class BottomUpMetaArch(nn.Module):
     def poses(self, image: torch.Tensor, input_size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def input_poses(self, inputs: dict, image: torch.Tensor, input_size: Tuple[int, int]):
+        """``poses`` of one input dict's image (a subclass may read more of the dict, e.g. annotations)."""
+        return self.poses(image, input_size)
+
     def inference(self, batched_inputs: List[dict], images: ImageList) -> List[Dict[str, Instances]]:
         results = []
         for i, x in enumerate(batched_inputs):
             input_h, input_w = images.image_sizes[i]
             out_h, out_w = x.get("height", input_h), x.get("width", input_w)
-            poses, scores = self.poses(images.tensor[i : i + 1], (input_h, input_w))
+            poses, scores = self.input_poses(x, images.tensor[i : i + 1], (input_h, input_w))
             # input px -> original image px (continuous coordinates: a plain scaling)
             poses[..., :2] = poses[..., :2] * poses.new_tensor([out_w / input_w, out_h / input_h])
             result = Instances((out_h, out_w))

@@ -102,6 +102,7 @@ AE_CRITERION_KEYS = {True: "MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", False: "
         ("synthetic_ae_adaanchor.yaml", ()),
         ("synthetic_ae_heatmap.yaml", ()),
         ("synthetic_ae_adaanchor.yaml", ("MODEL.AE.TEST.REFINE", "True", "MODEL.AE.TEST.FLIP", "True")),
+        ("synthetic_ae_heatmap.yaml", ("MODEL.AE.TEST.GROUND_TRUTH_TAGS", "True")),
     ],
 )
 def test_ae_one_pass_equals_evaluating_with_both_thresholds_at_each_gamma(tiny_val, config, extra):

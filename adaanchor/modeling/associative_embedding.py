@@ -298,11 +298,15 @@ class AssociativeEmbedding(BottomUpMetaArch):
         (``people``: see :meth:`candidates`)."""
         return self.group(self.candidates(image, input_size, people))
 
+    def ground_truth_people(self, inputs: dict) -> Optional[torch.Tensor]:
+        """(T, K, 3) an input dict's ground-truth keypoints (input px) where MODEL.AE.TEST.GROUND_TRUTH_TAGS reads
+        them (the test mapper keeps them then), else None."""
+        if self.use_ground_truth_tags and "instances" in inputs:
+            return inputs["instances"].gt_keypoints.tensor
+        return None
+
     def input_poses(self, inputs: dict, image: torch.Tensor, input_size):
-        people = (
-            inputs["instances"].gt_keypoints.tensor if self.use_ground_truth_tags and "instances" in inputs else None
-        )
-        return self.poses(image, input_size, people)
+        return self.poses(image, input_size, self.ground_truth_people(inputs))
 
     def _tagger_maps(self, image: torch.Tensor, input_size, map_size) -> torch.Tensor:
         """(1, K x runs, h, w) the tagger's tag maps of the same normalised, padded input (its own flip setting)."""

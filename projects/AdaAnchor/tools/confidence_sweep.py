@@ -208,7 +208,8 @@ def ae_candidates(model: AssociativeEmbedding, cfg, gamma: float) -> List[AeImag
     try:
         for x, image, (input_h, input_w) in dataset_inputs(model, cfg):
             scale = (x["width"] / input_w, x["height"] / input_h)
-            out.append(AeImage(x, model.candidates(image, (input_h, input_w)), model.group, scale))
+            found = model.candidates(image, (input_h, input_w), model.ground_truth_people(x))
+            out.append(AeImage(x, found, model.group, scale))
     finally:
         model.criterion = criterion
     return out

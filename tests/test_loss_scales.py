@@ -31,17 +31,22 @@ def _run(capsys, dataset, *opts):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_feature_gradients_per_term_and_group_scale_with_the_weights(tmp_path, capsys):
+def _tiny_dataset(tmp_path, name):
+    """A 2-image CrowdPose-style dataset registered (again) as ``name``."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from adaanchor.data.datasets import register_keypoint_dataset
 
     source = make_tiny_source(tmp_path, num_images=2)
-    name = "loss_scales_tiny"
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
     register_keypoint_dataset(name, str(source / "annotations.json"), str(source / "images"), "crowdpose")
+    return name
+
+
+def test_feature_gradients_per_term_and_group_scale_with_the_weights(tmp_path, capsys):
+    name = _tiny_dataset(tmp_path, "loss_scales_tiny")
     plain = _run(capsys, name)
     terms = {"loss_keypoint_confidence", "loss_keypoint_offset", "loss_keypoint_local_offset", "loss_tag_pull"}
     assert all(plain[f"grad/{t}"] > 0 for t in terms) and {"group_grad/loss_keypoint", "group_grad/loss_tag"} <= set(
@@ -58,16 +63,7 @@ def test_main_leaves_the_callers_logging_as_it_was(tmp_path, capsys):
     # entry point may call it, never main()
     import logging
 
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    from adaanchor.data.datasets import register_keypoint_dataset
-
-    source = make_tiny_source(tmp_path, num_images=2)
-    name = "loss_scales_logging"
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    register_keypoint_dataset(name, str(source / "annotations.json"), str(source / "images"), "crowdpose")
+    name = _tiny_dataset(tmp_path, "loss_scales_logging")
     loggers = [logging.getLogger(n) for n in ("adaanchor", "detectron2")]
     before = [(lg.propagate, lg.level, list(lg.handlers)) for lg in loggers]
     _run(capsys, name)

@@ -139,13 +139,16 @@ def test_test_mode_keeps_the_people_resized_with_the_image_for_ground_truth_tags
              "keypoints": [1.0, 1.0, 2] * 3, "area": 25.0}  # fmt: skip
     rec = _image_and_record(tmp_path, [(10.5, 20.5, 2), (0, 0, 0), (41.0, 30.0, 1)], [crowd])
     test_mapper = BottomUpDatasetMapper(
-        False, image_format="BGR", input_size=64, test_resize=T.ResizeShortestEdge(30, 1000), test_keypoints=True
-    )
-    out = test_mapper(rec)
+        False, image_format="BGR", input_size=64, num_keypoints=3, test_resize=T.ResizeShortestEdge(30, 1000),
+        test_keypoints=True,
+    )  # fmt: skip
+    out = test_mapper(dict(rec))
     assert out["instances"].image_size == (30, 40)
     keypoints = out["instances"].gt_keypoints.tensor
     assert keypoints.shape == (1, 3, 3)  # the crowd region is no person
     np.testing.assert_allclose(keypoints[0].numpy(), [[5.25, 10.25, 2], [0, 0, 0], [20.5, 15.0, 1]])
+    nobody = test_mapper(dict(rec, annotations=[crowd]))  # an image without people: no person, no error
+    assert nobody["instances"].gt_keypoints.tensor.shape == (0, 3, 3)
 
 
 def test_json_size_that_disagrees_with_the_image_uses_the_decoded_size(tmp_path, caplog):

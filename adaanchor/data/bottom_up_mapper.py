@@ -164,9 +164,11 @@ class BottomUpDatasetMapper:
         annotations = dataset_dict.pop("annotations", [])
         if self.test_keypoints:
             people = [a for a in annotations if not a.get("iscrowd", 0) and _num_labelled(a) > 0]
-            keypoints = np.asarray([a["keypoints"] for a in people], dtype=np.float64).reshape(len(people), -1, 3)
+            keypoints = np.asarray([a["keypoints"] for a in people], dtype=np.float64).reshape(
+                len(people), self.num_keypoints, 3
+            )
             keypoints[:, :, :2] = transform.apply_coords(keypoints[:, :, :2].reshape(-1, 2)).reshape(
-                -1, keypoints.shape[1], 2
+                len(people), self.num_keypoints, 2
             )
             keypoints[keypoints[:, :, 2] <= 0] = 0.0
             instances = Instances(resized.shape[:2])

@@ -163,7 +163,7 @@ class BottomUpDatasetMapper:
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
         annotations = dataset_dict.pop("annotations", [])
         if self.test_keypoints:
-            people = [a for a in annotations if not a.get("iscrowd", 0) and _num_labelled(a) > 0]
+            people = [a for a in annotations if _is_person(a)]
             keypoints = np.asarray([a["keypoints"] for a in people], dtype=np.float64).reshape(
                 len(people), self.num_keypoints, 3
             )
@@ -192,8 +192,8 @@ class BottomUpDatasetMapper:
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
         annotations = dataset_dict.pop("annotations", [])
-        people = [a for a in annotations if not a.get("iscrowd", 0) and _num_labelled(a) > 0]
-        ignored = [a for a in annotations if a.get("iscrowd", 0) or _num_labelled(a) == 0]
+        people = [a for a in annotations if _is_person(a)]
+        ignored = [a for a in annotations if not _is_person(a)]
         dataset_dict["instances"] = self._instances(people, matrix, flip)
         ignore = _ignore_mask(ignored, (height, width))
         if ignore is not None:
@@ -232,6 +232,12 @@ class BottomUpDatasetMapper:
         inst.gt_classes = torch.zeros((len(people),), dtype=torch.int64)
         inst.gt_areas = torch.as_tensor(areas * area_scale(matrix), dtype=torch.float32)
         return inst
+
+
+def _is_person(annotation) -> bool:
+    """A person to train on and to tag: not a crowd region, with a labelled keypoint (the rest is ignored, as
+    the keypoint evaluation ignores it)."""
+    return not annotation.get("iscrowd", 0) and _num_labelled(annotation) > 0
 
 
 def _num_labelled(annotation) -> int:

@@ -113,6 +113,8 @@ class BottomUpDatasetMapper:
             num_keypoints = len(MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).keypoint_names)
             if cfg.INPUT.BOTTOM_UP.FLIP_PROB > 0:
                 flip_indices = utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)
+        elif cfg.MODEL.AE.TEST.GROUND_TRUTH_TAGS:
+            num_keypoints = cfg.MODEL.AE.NUM_KEYPOINTS  # the AE model checks it against the dataset's
         return {
             "is_train": is_train,
             "image_format": cfg.INPUT.FORMAT,

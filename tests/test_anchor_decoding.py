@@ -153,6 +153,29 @@ def test_bounded_merge_returns_the_most_confident_detections_of_merging_every_ca
                 assert torch.equal(getattr(bounded, field), getattr(reference, field)), field
 
 
+@pytest.mark.parametrize("crowded_map", ["distinct", "tied"])
+def test_few_and_many_candidates_above_gamma_rank_alike_with_ties(crowded_map):
+    """Maps with few cells above gamma are ranked among those cells only, unless a map of the batch has more
+    than m x c of them (then every map takes one top-k, by confidence, or by exact keys where equal
+    confidences straddle the cut): every way gives the same detections, ties (by flat index) included."""
+    g = torch.Generator().manual_seed(3)
+    k, h, w = 3, 12, 10
+    confidence = torch.randint(0, 4, (k, h, w), generator=g).float() / 4  # many equal values
+    if crowded_map == "distinct":
+        confidence[0] = 0.2 + torch.rand(h, w, generator=g)
+    confidence[1:] *= torch.rand(k - 1, h, w, generator=g) < 0.3  # few cells above gamma
+    estimates = CandidateEstimates(0.8 * torch.randn(1, k, 2, h, w, generator=g))
+    settings = dict(threshold=0.2, merge_radius=1.0, max_detections=5, candidates_per_detection=8)
+    assert int((confidence[0] >= 0.2).sum()) > 5 * 8 >= int((confidence[1:] >= 0.2).sum(dim=(1, 2)).max())
+    together = decode_multiple_targets(confidence[None], estimates, **settings)
+    alone = decode_multiple_targets(
+        confidence[None, 1:], CandidateEstimates(estimates.coarse_offsets[:, 1:]), **settings
+    )
+    for field in ("positions", "scores", "anchor_index", "valid"):
+        assert torch.equal(getattr(together, field)[:, 1:], getattr(alone, field)), field
+    assert alone.valid.sum() >= 6
+
+
 def test_every_cell_above_gamma_predicting_one_point_is_decoded_with_bounded_work():
     """The worst case for an unbounded merge: all 128 x 192 cells above gamma, all predicting about the same
     point (learnt offsets, untrained confidence). The decoder merges m x 20 candidates only and returns the one

@@ -11,12 +11,13 @@ All positions are in feature-map px; ``anchor_index`` is the flat index ``i * W 
 detection comes from (DEKR reads its per-keypoint offsets there).
 """
 
-from typing import NamedTuple
+import math
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor
 
-from ._keys import descending_key, rank_within_sorted_groups
+from ._keys import descending_key, first_k_per_group, rank_within_sorted_groups
 from .candidates import EstimatesLike, estimate_source
 
 __all__ = ["Detections", "decode_single_target", "decode_multiple_targets", "distance_nms"]
@@ -77,7 +78,8 @@ def decode_multiple_targets(
     """Candidates with confidence >= ``threshold``, merged by predicted position, then the top ``max_detections``.
 
     Bounded work: only the m x ``candidates_per_detection`` most confident candidates of each map are merged
-    (picked with one top-k per map, not a sort of every candidate). The greedy merge keeps or drops a candidate
+    (when every map has at most that many cells above gamma, as trained maps do, those cells are ranked alone;
+    otherwise one top-k per map picks them, not a sort of every candidate). The greedy merge keeps or drops a candidate
     by the candidates before it alone, so the survivors among them are exactly the first survivors of merging
     every candidate: the result is unchanged whenever at least m of them survive, as on trained maps (one target
     owns about k of them, k = top-k of training). On maps where they do not (an untrained map whose cells are all
@@ -105,24 +107,58 @@ def decode_multiple_targets(
     num_maps = flat.shape[0]
     source = estimate_source(estimates, num_maps, height, width)
     with torch.no_grad():
-        # Priority within each map: confidence descending, then flat index ascending (distinct int64 keys).
-        index = torch.arange(height * width, device=flat.device).expand(num_maps, -1)
-        key = descending_key(flat, index).masked_fill(~(flat >= threshold), torch.iinfo(torch.int64).min)
         limit = min(max_detections * candidates_per_detection, height * width)
-        top_key, top_candidate = key.topk(limit, dim=1)  # (maps, limit), key descending
-        map_index, rank = (top_key > torch.iinfo(torch.int64).min).nonzero().unbind(1)  # map-major order
-        candidate = top_candidate[map_index, rank]
+        map_index, candidate = _most_confident(flat, threshold, limit)
         score = flat[map_index, candidate]
         x, y = source.at(map_index, candidate)
         x, y = x.to(flat.dtype), y.to(flat.dtype)
-        finite = torch.isfinite(x) & torch.isfinite(y)
-        map_index, candidate, x, y, score = (v[finite] for v in (map_index, candidate, x, y, score))
-        keep = distance_nms(x, y, map_index, merge_radius)
-        map_index, candidate, x, y, score = (v[keep] for v in (map_index, candidate, x, y, score))
+        finite = (torch.isfinite(x) & torch.isfinite(y)).nonzero().squeeze(1)
+        map_index, candidate, x, y, score = _select(finite, map_index, candidate, x, y, score)
+        keep = distance_nms(x, y, map_index, merge_radius).nonzero().squeeze(1)
+        map_index, candidate, x, y, score = _select(keep, map_index, candidate, x, y, score)
         slot = rank_within_sorted_groups(map_index)
-        cut = slot < max_detections
-        map_index, candidate, x, y, score, slot = (v[cut] for v in (map_index, candidate, x, y, score, slot))
+        cut = (slot < max_detections).nonzero().squeeze(1)
+        map_index, candidate, x, y, score, slot = _select(cut, map_index, candidate, x, y, score, slot)
         return _padded(num_maps, max_detections, lead, map_index, slot, torch.stack((x, y), -1), score, candidate)
+
+
+def _select(index: Tensor, *values: Tensor) -> Tuple[Tensor, ...]:
+    """``v[index]`` for every (S,) tensor ``v`` (one index for all, unlike a boolean mask per tensor)."""
+    return tuple(v.index_select(0, index) for v in values)
+
+
+def _most_confident(flat: Tensor, threshold: float, limit: int) -> Tuple[Tensor, Tensor]:
+    """The (at most) ``limit`` candidates of each map with confidence >= ``threshold``, by map, then by priority
+    (confidence descending, then flat index ascending).
+
+    Args:
+        flat: (maps, H * W) confidence.
+    Returns:
+        map_index, candidate: (S,) long each.
+    """
+    above = flat >= threshold
+    if int(above.sum(dim=1, dtype=torch.int32).max()) <= limit:  # trained maps: few pass gamma; rank those
+        map_index, candidate = above.nonzero().unbind(1)
+        return _by_priority(flat, map_index, candidate, limit)
+    masked = flat.masked_fill(~above, -math.inf)
+    values, top = masked.topk(limit, dim=1)
+    boundary = values[:, -1:]
+    # topk's choice among the values equal to the limit-th one is unspecified: exact if it took all of them
+    ties_cut = ((masked == boundary).sum(1) > (values == boundary).sum(1)) & (boundary[:, 0] > -math.inf)
+    if not bool(ties_cut.any()):
+        map_index, rank = above.gather(1, top).nonzero().unbind(1)
+        return _by_priority(flat, map_index, top[map_index, rank], limit)
+    index = torch.arange(flat.shape[1], device=flat.device).expand(flat.shape[0], -1)
+    key = descending_key(flat, index).masked_fill(~above, torch.iinfo(torch.int64).min)
+    top_key, top_candidate = key.topk(limit, dim=1)  # (maps, limit), key descending
+    map_index, rank = (top_key > torch.iinfo(torch.int64).min).nonzero().unbind(1)  # map-major order
+    return map_index, top_candidate[map_index, rank]
+
+
+def _by_priority(flat: Tensor, map_index: Tensor, candidate: Tensor, limit: int) -> Tuple[Tensor, Tensor]:
+    """The given candidates (at most ``limit`` per map), ordered by map, then confidence descending, then index."""
+    order = first_k_per_group(map_index, descending_key(flat[map_index, candidate], candidate), limit)
+    return map_index[order], candidate[order]
 
 
 def _padded(num_maps, slots, lead, map_index, slot, positions, scores, anchor_index) -> Detections:
@@ -178,16 +214,19 @@ def distance_nms(x: Tensor, y: Tensor, group: Tensor, radius: float) -> Tensor:
     cells_y = int(cell_y.max()) + 2
     key = (group * cells_y + cell_y) * cells_x + cell_x
     sorted_key, order = torch.sort(key)
-    steps = torch.tensor([dy * cells_x + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=x.device)
-    neighbour_key = key[:, None] + steps
-    lo = torch.searchsorted(sorted_key, neighbour_key, right=False).reshape(-1)
-    counts = torch.searchsorted(sorted_key, neighbour_key, right=True).reshape(-1) - lo
+    # The 3 x 3 cells around a point are three runs of consecutive keys, one per row of cells.
+    rows = torch.tensor([-cells_x, 0, cells_x], device=x.device)
+    row_key = key[:, None] + rows
+    lo = torch.searchsorted(sorted_key, row_key - 1, right=False).reshape(-1)
+    counts = torch.searchsorted(sorted_key, row_key + 1, right=True).reshape(-1) - lo
     source = torch.repeat_interleave(torch.arange(counts.numel(), device=x.device), counts)
-    within = torch.arange(source.numel(), device=x.device) - (counts.cumsum(0) - counts)[source]
-    later = torch.div(source, steps.numel(), rounding_mode="floor")
-    earlier = order[lo[source] + within]
-    close = (earlier < later) & ((x[later] - x[earlier]) ** 2 + (y[later] - y[earlier]) ** 2 <= radius * radius)
-    later, earlier = later[close], earlier[close]
+    first = (counts.cumsum(0) - counts - lo).index_select(0, source)  # pair p looks at sorted point p - first
+    later = torch.div(source, rows.numel(), rounding_mode="floor")
+    earlier = order.index_select(0, torch.arange(source.numel(), device=x.device) - first)
+    later, earlier = _pairs_where(earlier < later, later, earlier)
+    dx = x.index_select(0, later) - x.index_select(0, earlier)
+    dy = y.index_select(0, later) - y.index_select(0, earlier)
+    later, earlier = _pairs_where(dx * dx + dy * dy <= radius * radius, later, earlier)
 
     undecided, kept, suppressed = 0, 1, 2
     state = torch.zeros(count, dtype=torch.int8, device=x.device)
@@ -195,13 +234,19 @@ def distance_nms(x: Tensor, y: Tensor, group: Tensor, radius: float) -> Tensor:
         open_points = state == undecided
         if not bool(open_points.any()):
             break
-        earlier_state = state[earlier]
+        earlier_state = state.index_select(0, earlier)
         has_kept = torch.zeros(count, dtype=torch.bool, device=x.device)
         has_kept[later[earlier_state == kept]] = True
         has_open = torch.zeros(count, dtype=torch.bool, device=x.device)
         has_open[later[earlier_state == undecided]] = True
         state[open_points & has_kept] = suppressed
         state[open_points & ~has_kept & ~has_open] = kept
-        live = (state[later] == undecided) & (state[earlier] != suppressed)
-        later, earlier = later[live], earlier[live]
+        live = (state.index_select(0, later) == undecided) & (state.index_select(0, earlier) != suppressed)
+        later, earlier = _pairs_where(live, later, earlier)
     return state == kept
+
+
+def _pairs_where(mask: Tensor, later: Tensor, earlier: Tensor) -> Tuple[Tensor, Tensor]:
+    """The pairs (later[i], earlier[i]) where ``mask[i]``."""
+    index = mask.nonzero().squeeze(1)
+    return later.index_select(0, index), earlier.index_select(0, index)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from adaanchor.anchor import decode_heatmap, heatmap_loss, heatmap_targets
+from adaanchor.anchor import decode_heatmap, heatmap_loss, heatmap_targets, window_max
 
 
 def test_gaussian_peak_window_and_background_weight_by_hand():
@@ -85,3 +85,16 @@ def test_decode_heatmap_pads_small_maps():
     result = decode_heatmap(torch.ones(1, 2, 2), nms_kernel=1, max_detections=6)
     assert result.valid.tolist() == [[True] * 4 + [False] * 2]
     assert result.anchor_index[0, 4:].tolist() == [-1, -1]
+
+
+@pytest.mark.parametrize("window", [1, 3, 5, 7])
+def test_window_max_equals_max_pool_nan_and_borders_included(window):
+    g = torch.Generator().manual_seed(window)
+    maps = torch.randint(0, 6, (2, 3, 9, 11), generator=g).float() - 2.5  # ties and negative values
+    maps[0, 1, 4, 5] = float("nan")
+    maps[1, 2, 0, 0] = -float("inf")
+    expected = torch.nn.functional.max_pool2d(maps, window, stride=1, padding=window // 2)
+    result = window_max(maps, window)
+    assert torch.equal(torch.isnan(result), torch.isnan(expected))
+    assert torch.equal(result.nan_to_num(7.0), expected.nan_to_num(7.0))
+    assert torch.equal(window_max(maps[0], window).nan_to_num(7.0), result[0].nan_to_num(7.0))  # (K, H, W)

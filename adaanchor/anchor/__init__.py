@@ -26,7 +26,7 @@ from .candidates import (
 from .criterion import AdaAnchor, AnchorCriterion, HeatmapAnchor, RegressionAnchor, build_anchor_criterion
 from .decoding import Detections, decode_multiple_targets, decode_single_target, distance_nms
 from .flip import flip_maps_back, flip_vectors_back
-from .heatmap import decode_heatmap, heatmap_loss, heatmap_targets
+from .heatmap import decode_heatmap, heatmap_loss, heatmap_targets, window_max
 from .losses import adaanchor_losses, sparse_target_focal_loss
 from .scoring import FUSIONS, KERNELS, anchor_scores, fuse_scores, regression_score
 
@@ -63,4 +63,5 @@ __all__ = [
     "to_feature_px",
     "to_input_px",
     "usable_targets",
+    "window_max",
 ]

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from adaanchor.anchor import Detections, candidate_positions, sample_bilinear
+from adaanchor.anchor import Detections, candidate_positions, sample_bilinear, window_max
 
 
 def sample_keypoint_maps(maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -117,7 +117,7 @@ def keypoint_peaks(keypoint_maps: torch.Tensor, max_peaks: int, window: int = 5)
     """
     num_kpts, h, w = keypoint_maps.shape
     maps = keypoint_maps[None]
-    pooled = torch.nn.functional.max_pool2d(maps, window, stride=1, padding=window // 2)[0]
+    pooled = window_max(keypoint_maps, window)
     is_peak = keypoint_maps == pooled
     values, index = (
         torch.where(is_peak, keypoint_maps, torch.full_like(keypoint_maps, -float("inf")))

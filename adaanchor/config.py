@@ -160,6 +160,9 @@ def add_ae_config(cfg: CN) -> None:
     # Pull / push loss weights (HigherHRNet: 0.001 each).
     cfg.MODEL.AE.PULL_LOSS_WEIGHT = 0.001
     cfg.MODEL.AE.PUSH_LOSS_WEIGHT = 0.001
+    # Push loss per pair of people: "exp" (exp(-d^2), HigherHRNet's default) or "max" (max(0, 1 - |d|)),
+    # HigherHRNet's AE_LOSS_TYPE (adaanchor/bottom_up/tags.py).
+    cfg.MODEL.AE.PUSH_LOSS_TYPE = "exp"
     cfg.MODEL.AE.TEST = CN()
     # Grouping: candidates scoring below DETECTION_THRESHOLD take no part; a candidate joins a person when its
     # tag is closer than TAG_THRESHOLD to the person's mean tag (AE: 0.1 and 1).

@@ -176,6 +176,11 @@ def test_few_and_many_candidates_above_gamma_rank_alike_with_ties(crowded_map):
     assert alone.valid.sum() >= 6
 
 
+def test_an_empty_batch_decodes_to_empty_detections():
+    empty = decode_multiple_targets(torch.zeros(0, 3, 6, 5), CandidateEstimates(torch.zeros(0, 3, 2, 6, 5)))
+    assert empty.positions.shape == (0, 3, 30, 2) and empty.valid.shape == (0, 3, 30)
+
+
 def test_every_cell_above_gamma_predicting_one_point_is_decoded_with_bounded_work():
     """The worst case for an unbounded merge: all 128 x 192 cells above gamma, all predicting about the same
     point (learnt offsets, untrained confidence). The decoder merges m x 20 candidates only and returns the one

@@ -128,6 +128,26 @@ def test_sample_loss_takes_several_samples_per_joint():
     assert push.item() == pytest.approx(2 * math.exp(-((ref + 1.0) ** 2)) / 2 * 0.5)
 
 
+def test_max_push_loss_by_hand_and_its_gradient_where_tags_meet():
+    """HigherHRNet's "max" push: max(0, 1 - |d|) per ordered pair, halved. Three people with references 0, 0.25
+    and 2 (pairs 0.75, 0, 0): push = 2 * 0.75 / 6 / 2. Where two people's tags nearly meet, exp's gradient
+    vanishes and max's does not."""
+    tags = torch.tensor([0.0, 0.25, 1.5, 2.5])
+    person = torch.tensor([0, 1, 2, 2])  # person 2: ref 2, spread 0.25
+    pull, push = associative_embedding_sample_loss(tags, person, batch=1, people=3, push_type="max")
+    assert push.item() == pytest.approx(2 * 0.75 / 6 / 2)
+    assert pull.item() == pytest.approx(0.25 / 3)
+    _, exp_push = associative_embedding_sample_loss(tags, person, batch=1, people=3)
+    assert exp_push.item() == pytest.approx(2 * (math.exp(-0.0625) + math.exp(-4.0) + math.exp(-3.0625)) / 6 / 2)
+    near = torch.tensor([0.0, 1e-4], requires_grad=True)
+    for push_type, expected in (("exp", 1e-4), ("max", 0.5)):  # d(0.5 f(r0 - r1)) / d r0, d = -1e-4
+        near.grad = None
+        associative_embedding_sample_loss(near, torch.tensor([0, 1]), 1, 2, push_type)[1].backward()
+        assert near.grad.tolist() == pytest.approx([expected, -expected], rel=1e-3), push_type
+    with pytest.raises(ValueError, match="MODEL.AE.PUSH_LOSS_TYPE"):
+        associative_embedding_sample_loss(tags, person, batch=1, people=3, push_type="hinge")
+
+
 def test_ground_truth_tags_name_the_person_whose_keypoint_of_the_type_is_nearest():
     people = np.array(
         [[[10, 10, 2], [20, 20, 2], [0, 0, 0]], [[60, 60, 2], [0, 0, 0], [0, 0, 0]]], dtype=float

@@ -137,7 +137,8 @@ def _most_confident(flat: Tensor, threshold: float, limit: int) -> Tuple[Tensor,
         map_index, candidate: (S,) long each.
     """
     above = flat >= threshold
-    if int(above.sum(dim=1, dtype=torch.int32).max()) <= limit:  # trained maps: few pass gamma; rank those
+    counts = above.sum(dim=1, dtype=torch.int32)
+    if counts.numel() == 0 or int(counts.max()) <= limit:  # trained maps: few pass gamma; rank those alone
         map_index, candidate = above.nonzero().unbind(1)
         return _by_priority(flat, map_index, candidate, limit)
     masked = flat.masked_fill(~above, -math.inf)

@@ -14,12 +14,13 @@ from .poses import (
     poses_from_anchors,
     sample_keypoint_maps,
 )
-from .tags import associative_embedding_loss, associative_embedding_sample_loss
+from .tags import PUSH_LOSS_TYPES, associative_embedding_loss, associative_embedding_sample_loss
 from .test_time import FlipTest, TestTimeAugmentation, rescale_and_pad, shift_flipped_image
 
 __all__ = [
     "FlipTest",
     "MIN_OFFSET_SCALE",
+    "PUSH_LOSS_TYPES",
     "PeopleBatch",
     "TestTimeAugmentation",
     "associative_embedding_loss",

@@ -46,6 +46,7 @@ from adaanchor.anchor import (  # noqa: E402
     flip_maps_back,
 )
 from adaanchor.bottom_up import (  # noqa: E402
+    PUSH_LOSS_TYPES,
     FlipTest,
     TestTimeAugmentation,
     associative_embedding_loss,
@@ -124,6 +125,7 @@ class AssociativeEmbedding(BottomUpMetaArch):
         pull_loss_weight: float,
         push_loss_weight: float,
         tag_position: str,
+        push_loss_type: str = "exp",
         joint_order: List[int],
         test_time: TestTimeAugmentation,
         tag_threshold: float,
@@ -143,6 +145,9 @@ class AssociativeEmbedding(BottomUpMetaArch):
         self.num_keypoints = criterion.num_types
         self.head = head
         self.pull_loss_weight, self.push_loss_weight = pull_loss_weight, push_loss_weight
+        if push_loss_type not in PUSH_LOSS_TYPES:
+            raise ValueError(f"MODEL.AE.PUSH_LOSS_TYPE must be one of {PUSH_LOSS_TYPES}, got {push_loss_type!r}")
+        self.push_loss_type = push_loss_type
         self.tag_at_anchor = tag_position == "anchor" and isinstance(criterion, AdaAnchor)  # heatmap: no anchors
         self.joint_order = joint_order
         self.test_time = test_time
@@ -199,6 +204,7 @@ class AssociativeEmbedding(BottomUpMetaArch):
             "head": head,
             "pull_loss_weight": a.PULL_LOSS_WEIGHT,
             "push_loss_weight": a.PUSH_LOSS_WEIGHT,
+            "push_loss_type": a.PUSH_LOSS_TYPE,
             "tag_position": a.TAG_POSITION,
             "joint_order": joint_order_from_skeleton(k, skeleton),
             "test_time": TestTimeAugmentation(scales=(1.0,), flip=flip),
@@ -234,7 +240,7 @@ class AssociativeEmbedding(BottomUpMetaArch):
             pull, push = self._tag_losses_at_anchors(maps["tags"], assignment, people.keypoints.shape[1])
         else:  # AE's rule: tags at the ground-truth keypoints
             tags = tags_at_cells(maps["tags"], people.keypoints)  # (B, T, K)
-            pull, push = associative_embedding_loss(tags, people.inside(h, w))
+            pull, push = associative_embedding_loss(tags, people.inside(h, w), self.push_loss_type)
         losses["loss_tag_pull"] = pull * self.pull_loss_weight
         losses["loss_tag_push"] = push * self.push_loss_weight
         return losses
@@ -244,7 +250,9 @@ class AssociativeEmbedding(BottomUpMetaArch):
         b, k, h, w = tag_maps.shape
         tags = tag_maps.reshape(b * k, h * w)[assignment.positive_map, assignment.positive_candidate]
         image = torch.div(assignment.positive_map, k, rounding_mode="floor")
-        return associative_embedding_sample_loss(tags, image * people + assignment.positive_target, b, people)
+        return associative_embedding_sample_loss(
+            tags, image * people + assignment.positive_target, b, people, self.push_loss_type
+        )
 
     @torch.no_grad()
     def candidates(

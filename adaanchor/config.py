@@ -154,9 +154,11 @@ def add_ae_config(cfg: CN) -> None:
     cfg.MODEL.AE.NORM = "BN"
     # Heatmap-anchor baseline: the keypoint Gaussian sigma, feature-map px (HigherHRNet: 2).
     cfg.MODEL.AE.KEYPOINT_SIGMA = 2.0
-    # Where tags are trained and read: "keypoint" (AE: at the ground-truth keypoint; read at the predicted one) or
-    # "anchor" (AdaAnchor: at the selected anchors in training, at the detection's anchor in inference).
-    cfg.MODEL.AE.TAG_POSITION = "keypoint"
+    # Where tags are trained and read: "anchor" (AdaAnchor: at the selected anchors in training, at the detection's
+    # anchor in inference; the heatmap anchor has no anchors and keeps AE's rule) or "keypoint" (AE: at the
+    # ground-truth keypoint; read at the predicted one). "anchor" measured ahead on the synthetic AE configs under
+    # both push losses (projects/AdaAnchor/README.md), though at AP levels near noise.
+    cfg.MODEL.AE.TAG_POSITION = "anchor"
     # Pull / push loss weights (HigherHRNet: 0.001 each).
     cfg.MODEL.AE.PULL_LOSS_WEIGHT = 0.001
     cfg.MODEL.AE.PUSH_LOSS_WEIGHT = 0.001

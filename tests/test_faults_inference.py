@@ -32,14 +32,14 @@ def predictor():
     return DefaultPredictor(build_cfg(CONFIG, ["MODEL.ADAANCHOR.TEST.CONFIDENCE_THRESHOLD", "0.0"]))
 
 
-def _check(instances, height, width):
-    """Predictions in the original image's frame. Margin: one feature cell (stride 4 at the 256 px test size,
-    in original px): the last cells of a map whose image is not a multiple of the stride wide are centred up
-    to 2 input px past the border, and an untrained model's offsets add a few tenths of a cell (seen: up to
-    4.1 px past a 640 px wide frame). Predictions left in input px would end at ~341, far inside."""
+def _check(instances, height, width, test_size):
+    """Predictions in the original image's frame. Margin: one feature cell (stride 4 at the ``test_size`` short
+    side, in original px): the last cells of a map whose image is not a multiple of the stride wide are centred
+    up to 2 input px past the border, and an untrained model's offsets add a few tenths of a cell. The frames are
+    smaller than the test size, so predictions left in input px would reach past the margin."""
     kp = instances.pred_keypoints
     assert kp.shape[1:] == (14, 3) and np.isfinite(kp.numpy()).all()
-    cell = 4 * min(height, width) / 256
+    cell = 4 * min(height, width) / test_size
     if len(kp):
         assert kp[..., 0].min() >= -cell and kp[..., 0].max() <= width + cell
         assert kp[..., 1].min() >= -cell and kp[..., 1].max() <= height + cell
@@ -61,7 +61,7 @@ def test_default_predictor_on_odd_frames(predictor, name, image):
     if name.startswith("non_contiguous"):
         assert not image.flags["C_CONTIGUOUS"]
     instances = predictor(image)["instances"].to("cpu")
-    _check(instances, *image.shape[:2])
+    _check(instances, *image.shape[:2], predictor.cfg.INPUT.MIN_SIZE_TEST)
     if name.startswith("non_contiguous"):  # the same predictions as on a contiguous copy
         again = predictor(np.ascontiguousarray(image))["instances"].to("cpu")
         assert np.allclose(instances.pred_keypoints.numpy(), again.pred_keypoints.numpy())
@@ -69,7 +69,8 @@ def test_default_predictor_on_odd_frames(predictor, name, image):
 
 def test_default_predictor_on_a_huge_image_keeps_memory_bounded(tmp_path):
     """Observed on CPU: ~460 MiB above the loaded model for the 137 MiB 8000 x 6000 frame (the frame, its
-    channel-swapped copy and the resize's working copies; the network sees a 341 x 256 input). The peak is
+    channel-swapped copy and the resize's working copies; the network sees the config's test size, 682 x 512
+    for the synthetic DEKR config). The peak is
     the process's own high-water mark (VmHWM, reset after warm-up): ru_maxrss would carry the forking pytest
     process's resident set across exec."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
@@ -87,8 +88,9 @@ def test_default_predictor_on_a_huge_image_keeps_memory_bounded(tmp_path):
         image[:, ::13, 1] = 90
         huge = predictor(image)["instances"].pred_keypoints
         peak = resident_mib("VmHWM")
-        small = predictor(predictor.aug.get_transform(image).apply_image(image))["instances"].pred_keypoints
-        scale = torch.tensor([{HUGE[1]} / 341, {HUGE[0]} / 256])
+        resize = predictor.aug.get_transform(image)
+        small = predictor(resize.apply_image(image))["instances"].pred_keypoints
+        scale = torch.tensor([{HUGE[1]} / resize.new_w, {HUGE[0]} / resize.new_h])
         error = float((huge[..., :2] - small[..., :2] * scale).abs().max()) if len(huge) == len(small) else -1
         print("RESULT", base, peak, len(huge), error)
     """)], cwd=REPO, env=train_env(REPO, "tests"), capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -97,7 +99,7 @@ def test_default_predictor_on_a_huge_image_keeps_memory_bounded(tmp_path):
     image_mib = HUGE[0] * HUGE[1] * 3 / 2**20
     print(f"huge image: {image_mib:.0f} MiB frame, peak RSS {peak:.0f} MiB, {peak - base:.0f} MiB above the model")
     assert peak - base < 5 * image_mib, (base, peak)
-    # predictions mapped back to the 8000 px wide frame: those of the 341 x 256 network input, scaled
+    # predictions mapped back to the 8000 px wide frame: those of the network input, scaled
     assert count > 0 and 0 <= error < 1e-2, (count, error)
 
 

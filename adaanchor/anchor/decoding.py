@@ -112,18 +112,19 @@ def decode_multiple_targets(
         score = flat[map_index, candidate]
         x, y = source.at(map_index, candidate)
         x, y = x.to(flat.dtype), y.to(flat.dtype)
-        finite = (torch.isfinite(x) & torch.isfinite(y)).nonzero().squeeze(1)
-        map_index, candidate, x, y, score = _select(finite, map_index, candidate, x, y, score)
-        keep = distance_nms(x, y, map_index, merge_radius).nonzero().squeeze(1)
-        map_index, candidate, x, y, score = _select(keep, map_index, candidate, x, y, score)
+        finite = torch.isfinite(x) & torch.isfinite(y)
+        map_index, candidate, x, y, score = _where(finite, map_index, candidate, x, y, score)
+        keep = distance_nms(x, y, map_index, merge_radius)
+        map_index, candidate, x, y, score = _where(keep, map_index, candidate, x, y, score)
         slot = rank_within_sorted_groups(map_index)
-        cut = (slot < max_detections).nonzero().squeeze(1)
-        map_index, candidate, x, y, score, slot = _select(cut, map_index, candidate, x, y, score, slot)
+        cut = slot < max_detections
+        map_index, candidate, x, y, score, slot = _where(cut, map_index, candidate, x, y, score, slot)
         return _padded(num_maps, max_detections, lead, map_index, slot, torch.stack((x, y), -1), score, candidate)
 
 
-def _select(index: Tensor, *values: Tensor) -> Tuple[Tensor, ...]:
-    """``v[index]`` for every (S,) tensor ``v`` (one index for all, unlike a boolean mask per tensor)."""
+def _where(mask: Tensor, *values: Tensor) -> Tuple[Tensor, ...]:
+    """``v[mask]`` for every (S,) tensor ``v``, with one ``nonzero`` for all (a boolean index per tensor repeats it)."""
+    index = mask.nonzero().squeeze(1)
     return tuple(v.index_select(0, index) for v in values)
 
 
@@ -224,10 +225,10 @@ def distance_nms(x: Tensor, y: Tensor, group: Tensor, radius: float) -> Tensor:
     first = (counts.cumsum(0) - counts - lo).index_select(0, source)  # pair p looks at sorted point p - first
     later = torch.div(source, rows.numel(), rounding_mode="floor")
     earlier = order.index_select(0, torch.arange(source.numel(), device=x.device) - first)
-    later, earlier = _pairs_where(earlier < later, later, earlier)
+    later, earlier = _where(earlier < later, later, earlier)
     dx = x.index_select(0, later) - x.index_select(0, earlier)
     dy = y.index_select(0, later) - y.index_select(0, earlier)
-    later, earlier = _pairs_where(dx * dx + dy * dy <= radius * radius, later, earlier)
+    later, earlier = _where(dx * dx + dy * dy <= radius * radius, later, earlier)
 
     undecided, kept, suppressed = 0, 1, 2
     state = torch.zeros(count, dtype=torch.int8, device=x.device)
@@ -243,11 +244,5 @@ def distance_nms(x: Tensor, y: Tensor, group: Tensor, radius: float) -> Tensor:
         state[open_points & has_kept] = suppressed
         state[open_points & ~has_kept & ~has_open] = kept
         live = (state.index_select(0, later) == undecided) & (state.index_select(0, earlier) != suppressed)
-        later, earlier = _pairs_where(live, later, earlier)
+        later, earlier = _where(live, later, earlier)
     return state == kept
-
-
-def _pairs_where(mask: Tensor, later: Tensor, earlier: Tensor) -> Tuple[Tensor, Tensor]:
-    """The pairs (later[i], earlier[i]) where ``mask[i]``."""
-    index = mask.nonzero().squeeze(1)
-    return later.index_select(0, index), earlier.index_select(0, index)

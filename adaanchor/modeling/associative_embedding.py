@@ -8,8 +8,9 @@ with AE's pull / push loss (HigherHRNet's weights, MODEL.AE.PULL_LOSS_WEIGHT / P
 is read is MODEL.AE.TAG_POSITION: "anchor" (the default; AdaAnchor only: tags trained at every selected anchor
 of a joint, read at the anchor a detection comes from, which may sit on a visible part of the same person; the
 heatmap anchor selects no anchors and keeps AE's rule) or "keypoint" (as AE: tags trained at the ground-truth
-keypoint, read at the predicted position). MODEL.AE.PUSH_LOSS_TYPE: HigherHRNet's "exp" or "max" push. Inference: per type, the criterion's detections (gamma, merge, top 30; heatmap:
-max-pool peaks, top 30, quarter-pixel shift), tags read there, grouped by
+keypoint, read at the predicted position). MODEL.AE.PUSH_LOSS_TYPE: HigherHRNet's "exp" or "max" push.
+Inference: per type, the criterion's detections (gamma, merge, top 30; heatmap: max-pool peaks, top 30,
+quarter-pixel shift), tags read there, grouped by
 :func:`adaanchor.bottom_up.group_by_tags` in the joint order derived from the dataset's skeleton; person
 score = mean keypoint score. Flip test: maps averaged, tags of the mirrored run concatenated (HigherHRNet).
 The paper's protocol, one tagger for both anchors: with MODEL.AE.TEST.TAGGER_WEIGHTS a trained AE model (by
